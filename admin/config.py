@@ -1,0 +1,108 @@
+"""Configuration, read once at the edge into frozen typed values.
+
+``<data>/mailward.toml`` is optional; every key has a development default
+(DESIGN.md ports) and unknown keys are refused, so a typo never silently falls
+back to a default. Only the composition root reads this; servers get their
+settings as explicit arguments.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "mailward.toml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    submission_port: int = 2587
+    submissions_port: int = 2465
+    imap_port: int = 2143
+    imaps_port: int = 2993
+    admin_port: int = 8025
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPLimits:
+    # RFC 5321 §4.5.3.1.8 asks servers to accept at least 100 recipients.
+    max_recipients: int = 100
+    max_message_bytes: int = 50 * 1024 * 1024
+    timeout_seconds: float = 300.0  # RFC 5321 §4.5.3.2.7: at least five minutes
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    hostname: str = "mail.mailward.test"
+    database_url: str = ""  # empty: SQLite in the data folder
+    listen: Listen = field(default_factory=Listen)
+    smtp: SMTPLimits = field(default_factory=SMTPLimits)
+    tls: TLSFiles = field(default_factory=TLSFiles)
+
+    @property
+    def mail_root(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def spool_root(self) -> Path:
+        return self.data_dir / "queue"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mailward.db').resolve()}"
+
+
+def _section(cls: type[Any], raw: Any, name: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    values = {}
+    for key, value in raw.items():
+        default = getattr(cls(), key)
+        if type(value) is not type(default) and not (
+            isinstance(default, float) and isinstance(value, int)
+        ):
+            raise ConfigError(f"[{name}] {key} must be a {type(default).__name__}")
+        values[key] = value
+    return cls(**values)
+
+
+def load_settings(data_dir: Path) -> Settings:
+    path = data_dir / CONFIG_FILE
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    sections = {"listen": Listen, "smtp": SMTPLimits, "tls": TLSFiles}
+    top = {"hostname", "database_url"}
+    unknown = set(raw) - set(sections) - top
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {CONFIG_FILE}: {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {k: _section(cls, raw[k], k) for k, cls in sections.items() if k in raw}
+    for key in top & set(raw):
+        if not isinstance(raw[key], str):
+            raise ConfigError(f"{key} must be a string")
+        kwargs[key] = raw[key]
+    return Settings(data_dir=data_dir, **kwargs)

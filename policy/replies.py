@@ -1,0 +1,42 @@
+"""SMTP replies as values: every refusal carries its own protocol answer.
+
+One module holds them all (as maddy's ``exterrors`` and Mailman's ``ERR_550``
+do) so that a reason code always maps to the same wire reply, and the
+temporary/permanent distinction is derived from the reply class (RFC 5321
+§4.2.1: 4yz is transient, 5yz permanent) instead of being tracked twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPReply:
+    code: int
+    enhanced: str  # RFC 3463 enhanced status code, e.g. "5.1.1"
+    text: str
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+
+OK = SMTPReply(250, "2.1.5", "Recipient OK")
+DELIVERED = SMTPReply(250, "2.0.0", "Message accepted for delivery")
+UNKNOWN_RECIPIENT = SMTPReply(550, "5.1.1", "No such recipient here")
+RELAY_DENIED = SMTPReply(550, "5.7.1", "Relaying denied")
+MAILBOX_DISABLED = SMTPReply(550, "5.2.1", "Mailbox disabled, not accepting messages")
+DOMAIN_DISABLED = SMTPReply(550, "5.7.1", "Domain disabled, not accepting messages")
+QUOTA_EXCEEDED = SMTPReply(452, "4.2.2", "Mailbox storage quota exceeded, try again later")
+TOO_MANY_RECIPIENTS = SMTPReply(452, "4.5.3", "Too many recipients")
+STORAGE_UNAVAILABLE = SMTPReply(451, "4.3.0", "Temporary local problem, try again later")
+BAD_ADDRESS = SMTPReply(553, "5.1.3", "Malformed address")
+NO_DELIVERABLE_TARGET = SMTPReply(550, "5.1.1", "No deliverable destination for recipient")

@@ -1,0 +1,132 @@
+"""Append-only, hash-chained logs: the audit log and the routing log.
+
+Each entry stores the hash of the previous entry and its own hash over a
+canonical serialization of its fields, so editing, deleting or reordering any
+row breaks the chain from that point on and ``verify`` finds it. Appends to
+one chain serialize on its ``chain_head`` row (``SELECT … FOR UPDATE`` on
+PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes writers), which
+keeps the chain linear across processes and nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import AuditEntry, ChainHead, RoutingEntry
+
+GENESIS = "0" * 64
+AUDIT = "audit"
+ROUTING = "routing"
+
+# The fields covered by the hash, in order; ``id`` is covered too so that a
+# deleted row cannot be hidden by renumbering.
+AUDIT_FIELDS = ("id", "at", "actor", "action", "target", "before", "after", "reason")
+ROUTING_FIELDS = (
+    "id", "at", "session", "client_ip", "helo", "mail_from", "recipient", "decision",
+    "reason", "rule_ids", "reply", "message_id", "queue_id", "trace",
+)  # fmt: skip
+
+_MODELS: dict[str, tuple[type[AuditEntry] | type[RoutingEntry], tuple[str, ...]]] = {
+    AUDIT: (AuditEntry, AUDIT_FIELDS),
+    ROUTING: (RoutingEntry, ROUTING_FIELDS),
+}
+
+
+def canonical(value: Any) -> str:
+    """Stable JSON for hashing and for the before/after columns."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    return str(value)
+
+
+def entry_hash(prev_hash: str, fields: Iterable[Any]) -> str:
+    payload = canonical([prev_hash, *fields]).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _field_values(entry: AuditEntry | RoutingEntry, names: tuple[str, ...]) -> list[Any]:
+    values = [getattr(entry, name) for name in names]
+    return [v.isoformat(timespec="microseconds") if isinstance(v, datetime) else v for v in values]
+
+
+def append(session: Session, chain: str, entries: list[AuditEntry] | list[RoutingEntry]) -> None:
+    """Link and insert entries at the end of a chain, inside the caller's transaction."""
+    if not entries:
+        return
+    _model, names = _MODELS[chain]
+    head = session.execute(
+        select(ChainHead).where(ChainHead.name == chain).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = ChainHead(name=chain, last_id=0, last_hash=GENESIS)
+        session.add(head)
+    prev_hash, last_id = head.last_hash, head.last_id
+    for entry in entries:
+        # Ids come from the head, not from an autoincrement, so they are gapless
+        # and a deleted row is visible as a gap as well as a broken link.
+        last_id += 1
+        entry.id = last_id
+        entry.prev_hash = prev_hash
+        entry.hash = entry_hash(prev_hash, _field_values(entry, names))
+        prev_hash = entry.hash
+    session.add_all(entries)
+    head.last_hash, head.last_id = prev_hash, last_id
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    chain: str
+    entries: int
+    broken_at: int | None  # id of the first entry that does not verify
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+def verify(session: Session, chain: str, batch: int = 5000) -> ChainReport:
+    model, names = _MODELS[chain]
+    prev_hash, expected_id, count = GENESIS, 1, 0
+    for entry in _iterate(session, model, batch):
+        count += 1
+        if entry.id != expected_id:
+            return ChainReport(chain, count, entry.id, f"entry {expected_id} is missing")
+        if entry.prev_hash != prev_hash:
+            return ChainReport(chain, count, entry.id, "link to the previous entry is broken")
+        if entry_hash(prev_hash, _field_values(entry, names)) != entry.hash:
+            return ChainReport(chain, count, entry.id, "entry content does not match its hash")
+        prev_hash, expected_id = entry.hash, expected_id + 1
+    head = session.get(ChainHead, chain)
+    if head is not None and (head.last_id != expected_id - 1 or head.last_hash != prev_hash):
+        return ChainReport(chain, count, expected_id, "entries after this point were removed")
+    return ChainReport(chain, count, None, "ok")
+
+
+def _iterate(
+    session: Session, model: type[AuditEntry] | type[RoutingEntry], batch: int
+) -> Iterator[AuditEntry | RoutingEntry]:
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(model).where(model.id > last).order_by(model.id).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+        session.expunge_all()

@@ -1,0 +1,145 @@
+"""Read side of the control plane for the delivery path: facts for policy.
+
+``recipient_facts`` turns rows into the frozen values ``policy.routing``
+decides on. It reads only what one decision needs: the recipient's domain and
+mailbox, the rules attached to the address, and the state of the hosted
+addresses those rules target.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from policy.addresses import Address, AddressError
+from policy.routing import (
+    DomainFacts,
+    DomainState,
+    MailboxFacts,
+    MailboxState,
+    RecipientFacts,
+    Rule,
+    RuleKind,
+)
+from storage.models import Alias, CatchAll, Domain, ForwardingRule, Mailbox
+
+
+def owner_label(row: Alias | ForwardingRule | CatchAll | Mailbox) -> str | None:
+    if row.owner_person_id is not None:
+        return f"person:{row.owner_person_id}"
+    if row.owner_role_id is not None:
+        return f"role:{row.owner_role_id}"
+    return None
+
+
+def domain_facts(domain: Domain) -> DomainFacts:
+    return DomainFacts(
+        id=domain.id,
+        name=domain.name,
+        state=DomainState(domain.state),
+        external_forwarding=domain.external_forwarding,
+        max_rule_days=domain.max_rule_days,
+    )
+
+
+def mailbox_facts(mailbox: Mailbox, domain_name: str) -> MailboxFacts:
+    return MailboxFacts(
+        id=mailbox.id,
+        address=Address(mailbox.local_part, domain_name),
+        state=MailboxState(mailbox.state),
+    )
+
+
+def _rule(kind: RuleKind, row: Alias | ForwardingRule | CatchAll) -> Rule | None:
+    try:
+        target = Address.parse(row.target, utf8=True)
+    except AddressError:
+        return None  # a corrupt target is never applied
+    return Rule(
+        kind=kind,
+        id=row.id,
+        target=target,
+        owner=owner_label(row),
+        purpose=row.purpose,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        enabled=row.enabled,
+        keep_copy=getattr(row, "keep_copy", True),
+    )
+
+
+def recipient_facts(session: Session, recipient: Address) -> RecipientFacts:
+    domain = session.scalars(select(Domain).where(Domain.name == recipient.domain)).first()
+    if domain is None:
+        return RecipientFacts(recipient=recipient, domain=None, mailbox=None)
+    mailbox = session.scalars(
+        select(Mailbox).where(
+            Mailbox.domain_id == domain.id, Mailbox.local_part == recipient.local
+        )
+    ).first()
+    forwards: list[Rule] = []
+    aliases: list[Rule] = []
+    catch_all: Rule | None = None
+    if mailbox is not None:
+        rows = session.scalars(
+            select(ForwardingRule)
+            .where(ForwardingRule.mailbox_id == mailbox.id)
+            .order_by(ForwardingRule.id)
+        )
+        forwards = [r for row in rows if (r := _rule(RuleKind.FORWARD, row))]
+    else:
+        rows_a = session.scalars(
+            select(Alias)
+            .where(Alias.domain_id == domain.id, Alias.local_part == recipient.local)
+            .order_by(Alias.id)
+        )
+        aliases = [r for row in rows_a if (r := _rule(RuleKind.ALIAS, row))]
+        if not aliases:
+            row_c = session.scalars(
+                select(CatchAll).where(CatchAll.domain_id == domain.id).order_by(CatchAll.id.desc())
+            ).first()
+            catch_all = _rule(RuleKind.CATCHALL, row_c) if row_c is not None else None
+
+    targets = {r.target for r in (*forwards, *aliases, *([catch_all] if catch_all else []))}
+    hosted, internal = _resolve_targets(session, targets)
+    return RecipientFacts(
+        recipient=recipient,
+        domain=domain_facts(domain),
+        mailbox=mailbox_facts(mailbox, domain.name) if mailbox is not None else None,
+        forwards=tuple(forwards),
+        aliases=tuple(aliases),
+        catch_all=catch_all,
+        internal=internal,
+        hosted_domains=hosted,
+    )
+
+
+def _resolve_targets(
+    session: Session, targets: set[Address]
+) -> tuple[frozenset[str], dict[Address, MailboxFacts]]:
+    if not targets:
+        return frozenset(), {}
+    names = {t.domain for t in targets}
+    hosted = frozenset(session.scalars(select(Domain.name).where(Domain.name.in_(names))))
+    wanted = [(t.domain, t.local) for t in targets if t.domain in hosted]
+    internal: dict[Address, MailboxFacts] = {}
+    if wanted:
+        rows = session.execute(
+            select(Mailbox, Domain.name, Domain.state)
+            .join(Domain, Mailbox.domain_id == Domain.id)
+            .where(tuple_(Domain.name, Mailbox.local_part).in_(wanted))
+        )
+        for mailbox, domain_name, domain_state in rows:
+            facts = mailbox_facts(mailbox, domain_name)
+            if domain_state == DomainState.SUSPENDED:
+                facts = MailboxFacts(facts.id, facts.address, MailboxState.SUSPENDED)
+            internal[facts.address] = facts
+    return hosted, internal
+
+
+def find_mailbox(session: Session, address: Address) -> Mailbox | None:
+    return session.scalars(
+        select(Mailbox)
+        .join(Domain, Mailbox.domain_id == Domain.id)
+        .where(Domain.name == address.domain, Mailbox.local_part == address.local)
+    ).first()

@@ -1,0 +1,103 @@
+"""Maildir++ on disk: durable delivery the way qmail and Dovecot expect it.
+
+Layout: ``<root>/<domain>/<local>/{cur,new,tmp}`` for INBOX and
+``.<Folder>/{cur,new,tmp}`` beside them for folders (Maildir++ puts
+sub-folders at the top level, separated by dots). A file is written to
+``tmp/``, fsynced, then renamed into ``new/`` and the directory fsynced, so a
+crash leaves either nothing visible or a complete message; only then does the
+SMTP server answer 250. File names follow the Maildir++ convention
+``<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`` so other tools read the size
+without a stat, and flags live in the ``:2,`` suffix in ``cur/``.
+
+All functions here block; the servers call them through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUBDIRS = ("cur", "new", "tmp")
+_counter = itertools.count(1)
+_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+
+@dataclass(frozen=True, slots=True)
+class StagedMessage:
+    """A message written and fsynced in ``tmp/``, not yet visible to readers."""
+
+    tmp_path: Path
+    new_path: Path
+    size: int
+
+
+class Maildir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def ensure(self) -> None:
+        for sub in SUBDIRS:
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    def folder(self, name: str) -> Maildir:
+        """A Maildir++ folder such as ``Sent`` or ``Archive/2024`` (stored as ``.Archive.2024``)."""
+        if not name or name.upper() == "INBOX":
+            return self
+        return Maildir(self.path / ("." + name.replace("/", ".")))
+
+    def stage(self, data: bytes) -> StagedMessage:
+        """Write a message into ``tmp/`` and fsync it."""
+        self.ensure()
+        size = len(data)
+        now = time.time()
+        secs, usec = int(now), int((now % 1) * 1_000_000)
+        base = f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size}"
+        tmp_path = self.path / "tmp" / base
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return StagedMessage(tmp_path, self.path / "new" / base, size)
+
+    def messages(self) -> list[Path]:
+        return sorted(
+            p for sub in ("new", "cur") for p in (self.path / sub).glob("*") if p.is_file()
+        )
+
+
+def commit(staged: list[StagedMessage]) -> None:
+    """Make staged messages visible: rename into ``new/`` and fsync each directory once."""
+    dirs: set[Path] = set()
+    for msg in staged:
+        os.rename(msg.tmp_path, msg.new_path)
+        dirs.add(msg.new_path.parent)
+    for directory in dirs:
+        fsync_dir(directory)
+
+
+def discard(staged: list[StagedMessage]) -> None:
+    for msg in staged:
+        msg.tmp_path.unlink(missing_ok=True)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mailbox_path(root: Path, domain: str, local_part: str) -> Path:
+    """Where a mailbox lives; names come from the directory, validated on creation."""
+    if "/" in local_part or local_part.startswith(".") or "/" in domain or domain.startswith("."):
+        raise ValueError("unsafe mailbox path")
+    return root / domain / local_part

@@ -1,0 +1,88 @@
+"""Pooled quota accounting, atomic under concurrent deliveries.
+
+A charge is a set of conditional ``UPDATE … SET used = used + n WHERE used + n
+<= limit`` statements, one per level (mailbox, domain, client, organization),
+in the caller's transaction. Each statement re-checks the limit against the
+row as it is when the row lock is taken (PostgreSQL re-evaluates the WHERE
+clause after waiting; SQLite serializes writers), so two deliveries can never
+both squeeze into the last bytes. If any level refuses, ``QuotaExceeded`` is
+raised and the caller rolls the whole transaction back: nothing is charged
+and nothing is delivered.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from policy.quota import QuotaLevel, QuotaSnapshot
+from storage.models import Client, Domain, Mailbox, Organization
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, scope: str, name: str) -> None:
+        super().__init__(f"{scope} {name} is over quota")
+        self.scope = scope
+        self.name = name
+
+
+_LEVELS = (("mailbox", Mailbox), ("domain", Domain), ("client", Client),
+           ("organization", Organization))  # fmt: skip
+
+
+def _owners(session: Session, mailbox_ids: list[int]) -> dict[int, tuple[int, int, int]]:
+    rows = session.execute(
+        select(Mailbox.id, Domain.id, Client.id, Client.organization_id)
+        .join(Domain, Mailbox.domain_id == Domain.id)
+        .join(Client, Domain.client_id == Client.id)
+        .where(Mailbox.id.in_(mailbox_ids))
+    )
+    return {mid: (did, cid, oid) for mid, did, cid, oid in rows}
+
+
+def charge(session: Session, sizes: Mapping[int, int]) -> None:
+    """Charge ``sizes`` (mailbox id → bytes; negative refunds) at every level, or raise."""
+    if not sizes:
+        return
+    owners = _owners(session, list(sizes))
+    per_level: dict[str, defaultdict[int, int]] = {name: defaultdict(int) for name, _ in _LEVELS}
+    for mailbox_id, size in sizes.items():
+        domain_id, client_id, org_id = owners[mailbox_id]
+        per_level["mailbox"][mailbox_id] += size
+        per_level["domain"][domain_id] += size
+        per_level["client"][client_id] += size
+        per_level["organization"][org_id] += size
+    for name, model in _LEVELS:
+        for row_id, delta in sorted(per_level[name].items()):
+            stmt = update(model).where(model.id == row_id)
+            if delta > 0:
+                stmt = stmt.where(
+                    (model.quota_bytes.is_(None)) | (model.used_bytes + delta <= model.quota_bytes)
+                )
+            result = session.execute(
+                stmt.values(used_bytes=model.used_bytes + delta).execution_options(
+                    synchronize_session=False
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise QuotaExceeded(name, str(row_id))
+
+
+def snapshot(session: Session, mailbox_id: int) -> QuotaSnapshot:
+    mailbox = session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise LookupError(mailbox_id)
+    domain = mailbox.domain
+    client = domain.client
+    org = client.organization
+    return QuotaSnapshot(
+        (
+            QuotaLevel("mailbox", mailbox.local_part, mailbox.used_bytes, mailbox.quota_bytes),
+            QuotaLevel("domain", domain.name, domain.used_bytes, domain.quota_bytes),
+            QuotaLevel("client", client.name, client.used_bytes, client.quota_bytes),
+            QuotaLevel("organization", org.name, org.used_bytes, org.quota_bytes),
+        )
+    )

@@ -1,0 +1,44 @@
+"""Hashing of secrets: argon2id for passwords, SHA-256 for high-entropy tokens.
+
+Nothing secret is stored or logged in clear. Passwords chosen by people get
+argon2id (slow on purpose); random tokens with at least 128 bits of entropy
+get SHA-256, which is enough because they cannot be guessed and lets a token
+be found by its hash in one indexed lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_token(nbytes: int = 24) -> str:
+    """A URL-safe random token; 24 bytes is 192 bits."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def tokens_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,78 @@
+"""The durable outbound spool: messages waiting for remote delivery.
+
+A message is written to ``<data>/queue/<queue-id>.eml`` and fsynced before
+its ``outbound_message`` row is committed, and the row is committed before the
+SMTP client is told 250: a message the client was told about is always both
+on disk and recorded. Remote delivery (MX lookup, retries, DSNs) drains this
+spool; until it runs, entries stay ``queued`` and visible, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from storage.maildir import fsync_dir
+from storage.models import OutboundMessage
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledFile:
+    queue_id: str
+    path: Path
+    size: int
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, queue_id: str, data: bytes) -> SpooledFile:
+        """Write and fsync the message body (blocking; call from a worker thread)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"{queue_id}.eml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.root)
+        return SpooledFile(queue_id, path, len(data))
+
+    def record(
+        self,
+        session: Session,
+        spooled: SpooledFile,
+        mail_from: str,
+        recipients: list[str],
+        now: datetime,
+    ) -> OutboundMessage:
+        row = OutboundMessage(
+            queue_id=spooled.queue_id,
+            mail_from=mail_from,
+            recipients=json.dumps(recipients),
+            spool_path=str(spooled.path),
+            size=spooled.size,
+            state="queued",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        session.add(row)
+        return row
+
+    def discard(self, spooled: SpooledFile) -> None:
+        spooled.path.unlink(missing_ok=True)
