@@ -100,7 +100,9 @@ def load_settings(data_dir: Path) -> Settings:
     unknown = set(raw) - set(sections) - top
     if unknown:
         raise ConfigError(f"unknown key(s) in {CONFIG_FILE}: {', '.join(sorted(unknown))}")
-    kwargs: dict[str, Any] = {k: _section(cls, raw[k], k) for k, cls in sections.items() if k in raw}
+    kwargs: dict[str, Any] = {
+        k: _section(cls, raw[k], k) for k, cls in sections.items() if k in raw
+    }
     for key in top & set(raw):
         if not isinstance(raw[key], str):
             raise ConfigError(f"{key} must be a string")

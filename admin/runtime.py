@@ -1,0 +1,101 @@
+"""The composition root: configuration → storage → servers, in one asyncio process.
+
+Only this module reads configuration; every server gets explicit arguments.
+``serve`` runs until SIGTERM or SIGINT, then stops accepting connections,
+lets in-flight deliveries finish (bounded), and closes the database. A
+delivery that is cut off was never acknowledged, so the client retries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from admin.certs import ensure_self_signed, server_context
+from admin.config import Settings
+from mta.delivery import DeliveryAgent
+from mta.inbound import InboundHandler, InboundLimits, listening_port, start_inbound
+from storage.db import Database
+from storage.spool import Spool
+
+log = logging.getLogger("mailward")
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+@dataclass
+class Running:
+    db: Database
+    agent: DeliveryAgent
+    servers: dict[str, asyncio.Server]
+
+    def port(self, name: str) -> int:
+        return listening_port(self.servers[name])
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, db: Database | None = None) -> AsyncIterator[Running]:
+    """Start every server of the stack; stop them cleanly on exit."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    owns_db = db is None
+    if db is None:
+        db = Database(settings.db_url)
+        db.migrate()
+    if settings.tls.cert_file:
+        cert, key = Path(settings.tls.cert_file), Path(settings.tls.key_file)
+    else:
+        cert, key = ensure_self_signed(settings.data_dir / "tls", settings.hostname)
+    tls = server_context(cert, key)
+    agent = DeliveryAgent(
+        db, mail_root=settings.mail_root, spool=Spool(settings.spool_root),
+        hostname=settings.hostname,
+    )  # fmt: skip
+    limits = InboundLimits(
+        max_recipients=settings.smtp.max_recipients,
+        max_message_bytes=settings.smtp.max_message_bytes,
+        timeout_seconds=settings.smtp.timeout_seconds,
+    )
+    handler = InboundHandler(agent, limits)
+    servers: dict[str, asyncio.Server] = {}
+    try:
+        servers["smtp"] = await start_inbound(
+            handler, host=settings.listen.host, port=settings.listen.smtp_port,
+            hostname=settings.hostname, tls_context=tls, limits=limits,
+        )  # fmt: skip
+        yield Running(db, agent, servers)
+    finally:
+        for server in servers.values():
+            server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(handler.idle.wait(), SHUTDOWN_GRACE_SECONDS)
+        handler.close_connections()
+        for server in servers.values():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 5)
+        if owns_db:
+            db.dispose()
+
+
+async def serve_forever(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings) as stack:
+        for name, server in stack.servers.items():
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                print(f"{name:<12} listening on {host}:{port}", flush=True)
+        print(f"data folder  {settings.data_dir.resolve()}", flush=True)
+        await stop.wait()
+        print("shutting down", flush=True)
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(serve_forever(settings))
+    return 0

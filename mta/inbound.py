@@ -1,0 +1,186 @@
+"""The inbound SMTP server (port 25 role): thin aiosmtpd hooks over the pipeline.
+
+aiosmtpd owns the wire (command syntax, line limits, DATA transparency, SIZE,
+STARTTLS); the hooks here build values, ask ``DeliveryAgent`` and return the
+decision's reply. Recipients are decided at RCPT time so nothing is accepted
+that would bounce later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+from aiosmtpd.smtp import Session as SMTPSession
+
+from mta.delivery import Accepted, Connection, DeliveryAgent, Envelope
+from policy import replies
+from policy.addresses import Address, AddressError
+
+log = logging.getLogger("mailward.smtp")
+
+# RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
+DEFAULT_MAX_RECIPIENTS = 100
+# RFC 6531 §3.7.1 / RFC 3463: non-ASCII address without the SMTPUTF8 parameter.
+NON_ASCII_REFUSED = "553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundLimits:
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    max_message_bytes: int = 50 * 1024 * 1024
+    timeout_seconds: float = 300.0
+
+
+def _state(session: SMTPSession) -> Connection:
+    conn: Connection | None = getattr(session, "mailward", None)
+    if conn is None:
+        peer = session.peer
+        ip = peer[0] if isinstance(peer, tuple) else None
+        conn = Connection(session_id=secrets.token_hex(6), client_ip=ip)
+        session.mailward = conn  # type: ignore[attr-defined]
+    conn.helo = session.host_name
+    conn.tls = session.ssl is not None
+    return conn
+
+
+def _envelope(envelope: SMTPEnvelope) -> Envelope:
+    env: Envelope | None = getattr(envelope, "mailward", None)
+    if env is None:
+        env = Envelope(mail_from="")
+        envelope.mailward = env  # type: ignore[attr-defined]
+    return env
+
+
+def _size_hint(mail_options: list[str]) -> int:
+    for option in mail_options:
+        if option.upper().startswith("SIZE=") and option[5:].isdigit():
+            return int(option[5:])
+    return 0
+
+
+class InboundHandler:
+    def __init__(self, agent: DeliveryAgent, limits: InboundLimits) -> None:
+        self.agent = agent
+        self.limits = limits
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def close_connections(self) -> None:
+        for protocol in list(self.connections):
+            if protocol.transport is not None:
+                protocol.transport.close()
+
+    async def handle_MAIL(
+        self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope, address: str,
+        mail_options: list[str],
+    ) -> str:  # fmt: skip
+        if not address.isascii() and not envelope.smtp_utf8:
+            return NON_ASCII_REFUSED
+        sender = "" if address in ("<>", "") else address
+        if sender:
+            try:
+                sender = str(Address.parse(sender, utf8=envelope.smtp_utf8))
+            except AddressError:
+                return "553 5.1.7 Malformed sender address"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        env = Envelope(mail_from=sender, size_hint=_size_hint(mail_options))
+        envelope.mailward = env  # type: ignore[attr-defined]
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:  # fmt: skip
+        env = _envelope(envelope)
+        if len(env.accepted) >= self.limits.max_recipients:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        if not address.isascii() and not envelope.smtp_utf8:
+            return NON_ASCII_REFUSED
+        try:
+            recipient = Address.parse(address, utf8=envelope.smtp_utf8)
+        except AddressError:
+            return str(replies.BAD_ADDRESS)
+        conn = _state(session)
+        try:
+            decision = await self.agent.decide(conn, env, recipient)
+        except Exception:
+            log.exception("RCPT %s failed", recipient)
+            return str(replies.STORAGE_UNAVAILABLE)
+        if decision.accepted:
+            env.accepted.append(Accepted(recipient, decision))
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return str(decision.reply)
+
+    async def handle_DATA(
+        self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope
+    ) -> str:
+        env = _envelope(envelope)
+        content = envelope.original_content or b""
+        self.inflight += 1
+        self.idle.clear()
+        try:
+            reply = await self.agent.deliver(_state(session), env, content)
+        except Exception:
+            log.exception("DATA failed")
+            reply = replies.STORAGE_UNAVAILABLE
+        finally:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self.idle.set()
+        return str(reply)
+
+
+class InboundSMTP(SMTP):
+    """aiosmtpd's server with our limits; the class attribute is how aiosmtpd takes them."""
+
+    # RFC 5321 §4.5.3.1.6: 998 octets + CRLF, plus one for dot-stuffing.
+    line_length_limit = 1001
+    # RFC 5321 §4.5.3.1.1-2: 64-octet local part.
+    local_part_limit = 64
+
+
+async def start_inbound(
+    handler: InboundHandler,
+    *,
+    host: str,
+    port: int,
+    hostname: str,
+    tls_context: ssl.SSLContext | None,
+    limits: InboundLimits,
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+
+    def factory() -> SMTP:
+        protocol = InboundSMTP(
+            handler,
+            hostname=hostname,
+            ident="Mailward ESMTP",
+            data_size_limit=limits.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=tls_context,
+            require_starttls=False,  # port 25 must take plaintext mail (RFC 3207 §4)
+            timeout=limits.timeout_seconds,
+            loop=loop,
+        )
+        handler.connections.add(protocol)
+        return protocol
+
+    return await loop.create_server(factory, host=host, port=port)
+
+
+def listening_port(server: asyncio.Server) -> int:
+    sockets: Any = server.sockets
+    return int(sockets[0].getsockname()[1])
