@@ -70,10 +70,7 @@ def append(session: Session, chain: str, entries: list[AuditEntry] | list[Routin
     _model, names = _MODELS[chain]
     head = session.execute(
         select(ChainHead).where(ChainHead.name == chain).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = ChainHead(name=chain, last_id=0, last_hash=GENESIS)
-        session.add(head)
+    ).scalar_one()  # created by the initial migration
     prev_hash, last_id = head.last_hash, head.last_id
     for entry in entries:
         # Ids come from the head, not from an autoincrement, so they are gapless

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,14 +54,27 @@ def seed(db: Database, now: datetime, *, pool_bytes: int | None = None) -> int:
         return owner.id
 
 
+TEST_LISTEN = Listen(smtp_port=0, submission_port=0, submissions_port=0, imap_port=0,
+                     imaps_port=0, admin_port=0)  # fmt: skip
+
+
+async def _world(tmp_path: Path, db: Database) -> AsyncIterator[World]:
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    owner_id = seed(db, now)
+    settings = Settings(data_dir=tmp_path, listen=TEST_LISTEN)
+    async with running(settings, db=db) as stack:
+        yield World(stack, db, settings, owner_id, now)
+
+
 @pytest.fixture
 async def world(tmp_path: Path, sqlite_db: Database) -> AsyncIterator[World]:
     """The stack on SQLite with alice, bob and carol at acme.test."""
-    from datetime import UTC
+    async for w in _world(tmp_path, sqlite_db):
+        yield w
 
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-    owner_id = seed(sqlite_db, now)
-    settings = Settings(data_dir=tmp_path, listen=Listen(smtp_port=0, submission_port=0,
-                        submissions_port=0, imap_port=0, imaps_port=0, admin_port=0))  # fmt: skip
-    async with running(settings, db=sqlite_db) as stack:
-        yield World(stack, sqlite_db, settings, owner_id, now)
+
+@pytest.fixture
+async def any_world(tmp_path: Path, db: Database) -> AsyncIterator[World]:
+    """The same stack on each database backend."""
+    async for w in _world(tmp_path, db):
+        yield w

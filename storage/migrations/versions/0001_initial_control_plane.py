@@ -442,6 +442,15 @@ def upgrade() -> None:
         )
 
     # ### end Alembic commands ###
+    # Both chains start at the genesis hash; appends lock their head row, so the
+    # rows must exist before the first concurrent append.
+    chain_head = sa.table(
+        "chain_head", sa.column("name"), sa.column("last_id"), sa.column("last_hash")
+    )
+    op.bulk_insert(
+        chain_head,
+        [{"name": name, "last_id": 0, "last_hash": "0" * 64} for name in ("audit", "routing")],
+    )
 
 
 def downgrade() -> None:
