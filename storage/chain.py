@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -60,7 +60,12 @@ def entry_hash(prev_hash: str, fields: Iterable[Any]) -> str:
 
 def _field_values(entry: AuditEntry | RoutingEntry, names: tuple[str, ...]) -> list[Any]:
     values = [getattr(entry, name) for name in names]
-    return [v.isoformat(timespec="microseconds") if isinstance(v, datetime) else v for v in values]
+    # Hash the UTC form: the database stores UTC and hands back UTC, so an
+    # aware time in another zone must hash the same at append and at verify.
+    return [
+        v.astimezone(UTC).isoformat(timespec="microseconds") if isinstance(v, datetime) else v
+        for v in values
+    ]
 
 
 def append(session: Session, chain: str, entries: list[AuditEntry] | list[RoutingEntry]) -> None:

@@ -55,7 +55,10 @@ class Maildir:
         size = len(data)
         now = time.time()
         secs, usec = int(now), int((now % 1) * 1_000_000)
-        base = f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size}"
+        # W= is the size with CRLF line endings, what IMAP reports as RFC822.SIZE
+        # (the Dovecot convention), so the index never has to read the file for it.
+        wire = crlf_size(data)
+        base = f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size},W={wire}"
         tmp_path = self.path / "tmp" / base
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -71,6 +74,10 @@ class Maildir:
         return sorted(
             p for sub in ("new", "cur") for p in (self.path / sub).glob("*") if p.is_file()
         )
+
+
+def crlf_size(data: bytes) -> int:
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
 
 
 def commit(staged: list[StagedMessage]) -> None:
@@ -98,6 +105,8 @@ def fsync_dir(directory: Path) -> None:
 
 def mailbox_path(root: Path, domain: str, local_part: str) -> Path:
     """Where a mailbox lives; names come from the directory, validated on creation."""
-    if "/" in local_part or local_part.startswith(".") or "/" in domain or domain.startswith("."):
-        raise ValueError("unsafe mailbox path")
+    for name in (domain, local_part):
+        # An empty name would make the domain (or the root) itself a maildir.
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError("unsafe mailbox path")
     return root / domain / local_part

@@ -290,3 +290,37 @@ class RoutingEntry(Base):
     trace: Mapped[str] = mapped_column(Text, default="[]")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class MailFolder(Base):
+    """One IMAP folder of a mailbox; its Maildir++ directory is the source of truth.
+
+    ``uid_validity``/``uid_next`` and ``highest_modseq`` (RFC 7162) live here so
+    UIDs stay persistent and strictly ascending; the rows below are a cache of
+    the files on disk that ``storage.mailindex.sync`` rebuilds.
+    """
+
+    __tablename__ = "mail_folder"
+    __table_args__ = (UniqueConstraint("mailbox_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id"), index=True)
+    name: Mapped[str] = mapped_column(String(512))  # IMAP name, Unicode, "." as delimiter
+    uid_validity: Mapped[int] = mapped_column(BigInteger)
+    uid_next: Mapped[int] = mapped_column(BigInteger, default=1)
+    highest_modseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    special_use: Mapped[str | None] = mapped_column(String(16))
+
+
+class MailMessage(Base):
+    __tablename__ = "mail_message"
+    __table_args__ = (UniqueConstraint("folder_id", "uid"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("mail_folder.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    base_name: Mapped[str] = mapped_column(String(255), index=True)  # file name before ":2,"
+    flags: Mapped[str] = mapped_column(Text, default="")  # space-separated flags and keywords
+    modseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes on disk (LF line endings)
+    rfc822_size: Mapped[int] = mapped_column(BigInteger)  # as served over IMAP (CRLF)
+    internal_date: Mapped[datetime]
