@@ -113,7 +113,9 @@ class DeliveryAgent:
         spool: Spool,
         hostname: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_delivered: Callable[[list[int]], None] | None = None,
     ) -> None:
+        self.on_delivered = on_delivered  # called from a worker thread with mailbox ids
         self.db = db
         self.mail_root = mail_root
         self.spool = spool
@@ -222,6 +224,8 @@ class DeliveryAgent:
             # so it retries; ``mailward reindex`` reconciles the quota.
             log.exception("publishing message %s failed", queue_id)
             return replies.STORAGE_UNAVAILABLE
+        if self.on_delivered is not None and sizes:
+            self.on_delivered(list(sizes))
         return SMTPReply(250, "2.0.0", f"Ok: queued as {queue_id}")
 
     def _abandon(self, staged: list[maildir.StagedMessage], spooled: SpooledFile | None) -> None:

@@ -39,6 +39,11 @@ MAX_NUMBER64: Final = 2**63 - 1
 # multi-kilobyte digit string to int() (a quadratic conversion).
 MAX_NUMBER_DIGITS: Final = 20
 
+# Each literal of a command costs the client a round trip and the parser a
+# re-parse of the buffer (RFC 3501 §7.5 continuation); a command never needs
+# many. Bounding them bounds the parse work per command.
+MAX_LITERALS_PER_COMMAND: Final = 100
+
 # RFC 2971 §3.3: at most 30 field-value pairs, fields of at most 30 octets and
 # values of at most 1024 octets.
 MAX_ID_PAIRS: Final = 30
