@@ -16,6 +16,13 @@ MAX_DOMAIN = 255
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
+# RFC 6531 §3.3: with SMTPUTF8, atext and qtext also admit non-ASCII characters.
+_ATOM_UTF8 = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_DOT_ATOM_UTF8 = re.compile(rf"^{_ATOM_UTF8}(?:\.{_ATOM_UTF8})*$")
+# RFC 5321 §4.1.2 Quoted-string: printable qtext or backslash pairs, never CR,
+# LF or other controls (they would let a stored address inject SMTP commands).
+# Non-ASCII only reaches this test when SMTPUTF8 allowed it.
+_QUOTED = re.compile(r'^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"$')
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -45,9 +52,7 @@ class Address:
         domain = normalize_domain(domain)
         if len(local.encode()) > MAX_LOCAL_PART:
             raise AddressError("local part longer than 64 octets")
-        if not (local.startswith('"') and local.endswith('"')) and not (
-            _DOT_ATOM.match(local) or (utf8 and not local.isascii() and "@" not in local)
-        ):
+        if not (_QUOTED.match(local) or (_DOT_ATOM_UTF8 if utf8 else _DOT_ATOM).match(local)):
             raise AddressError(f"invalid local part: {local!r}")
         return cls(local, domain)
 

@@ -151,16 +151,23 @@ class RoutingDecision:
         return tuple(s.rule for s in self.trace if s.outcome == "hit" and ":" in s.rule)
 
 
-def rule_defect(rule: Rule, domain: DomainFacts, now: datetime) -> Reason | None:
-    """Why a governed rule must not be applied now, or None when it may be."""
+def rule_defect(
+    rule: Rule, domain: DomainFacts, now: datetime, *, internal: bool = False
+) -> Reason | None:
+    """Why a governed rule must not be applied now, or None when it may be.
+
+    ``internal`` says the target is on a hosted domain; only then may an alias
+    go without an expiry.
+    """
     if not rule.enabled:
         return Reason.RULE_DISABLED
     if not (rule.purpose and rule.purpose.strip()) or not rule.owner:
         return Reason.RULE_UNDOCUMENTED
     if rule.expires_at is None:
         # Time-boxing is mandatory for governed rules; internal aliases are
-        # documented but need no expiry because they cannot leak mail.
-        if rule.kind is not RuleKind.ALIAS:
+        # documented but need no expiry because they cannot leak mail. An
+        # external alias is governed like a forward and must be time-boxed.
+        if not (rule.kind is RuleKind.ALIAS and internal):
             return Reason.RULE_UNDOCUMENTED
     else:
         if rule.expires_at <= now:
@@ -244,10 +251,11 @@ class _Plan:
 
     def apply(self, rule: Rule) -> bool:
         """Apply one rule if governance allows it; record the outcome."""
-        defect = rule_defect(rule, self.domain, self.now)
+        internal = rule.target.domain in self.facts.hosted_domains
+        defect = rule_defect(rule, self.domain, self.now, internal=internal)
         if defect is not None:
             return self.skip(rule, defect)
-        if rule.target.domain in self.facts.hosted_domains:
+        if internal:
             target = self.facts.internal.get(rule.target)
             if target is None or target.state is MailboxState.SUSPENDED:
                 return self.skip(rule, Reason.TARGET_UNAVAILABLE)
