@@ -12,8 +12,9 @@ which the servers answer with ``451 4.3.0`` or ``NO [UNAVAILABLE]``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer. Letting threads contend for it means
+        # busy-timeout sleeps of whole milliseconds; queueing them on a lock
+        # in-process hands the write lock over at once.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -73,7 +78,7 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
         try:
-            with self.sessions.begin() as session:
+            with self._write_lock or nullcontext(), self.sessions.begin() as session:
                 yield session
         except SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc

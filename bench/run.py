@@ -1,0 +1,201 @@
+"""Side-by-side benchmark: Mailward vs the reference stack vs the bare aiosmtpd ceiling.
+
+Every repetition runs each target once, in alternation, with the shared load
+generators from ``../shared/bench``, so that machine noise hits all targets
+alike; ratios are taken inside each repetition and the table reports their
+medians (and min..max). For the Mailward process it also reports server CPU
+seconds per message (utime+stime from /proc) and peak memory (VmHWM, and PSS
+at the end of the run).
+
+    .venv/bin/python bench/run.py --reps 3 --messages 2000 --concurrency 10 50
+
+The reference (Postfix + Dovecot) must be running (``../shared/bench/reference/
+start.sh``); without it its rows are skipped. Everything talks to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "bench"
+PY = sys.executable
+MW_SMTP, MW_IMAP, SINK_PORT = 4525, 4143, 4526
+REF_SMTP, REF_IMAP = 3525, 1143
+REF_ROOT = Path(os.environ.get("REF_ROOT", "/var/tmp/mailref"))
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def pss_mib(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+
+
+def wait_port(port: int, seconds: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def start_mailward(data: Path, users: int) -> Proc:
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    (data / "mailward.toml").write_text(
+        f"[listen]\nsmtp_port = {MW_SMTP}\nimap_port = {MW_IMAP}\nsubmission_port = 4587\n"
+        "submissions_port = 4465\nimaps_port = 4993\nadmin_port = 4025\n"
+        "[smtp]\nmax_recipients = 100\n"
+    )
+    subprocess.run([PY, str(HERE / "seed.py"), "--data", str(data), "--users", str(users)],
+                   check=True)  # fmt: skip
+    popen = subprocess.Popen([PY, "-m", "admin.cli", "serve", "--data", str(data)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_port(MW_SMTP)
+    return Proc(popen)
+
+
+def start_sink(root: Path) -> Proc:
+    if root.exists():
+        shutil.rmtree(root)
+    popen = subprocess.Popen([PY, str(SHARED / "aiosmtpd_sink.py"), "--port", str(SINK_PORT),
+                              "--mode", "maildir", "--root", str(root), "--max-seconds", "1800"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_port(SINK_PORT)
+    return Proc(popen)
+
+
+def smtp_load(port: int, messages: int, concurrency: int, maildir_root: Path | None,
+              label: str) -> dict:  # fmt: skip
+    cmd = [PY, str(SHARED / "smtp_load.py"), "--port", str(port), "--messages", str(messages),
+           "--concurrency", str(concurrency), "--size", "4096", "--rcpt-domain", "client-a.test",
+           "--users", "50", "--label", label]  # fmt: skip
+    if maildir_root is not None:
+        cmd += ["--maildir-root", str(maildir_root)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"smtp_load gave no result: {out.stdout}\n{out.stderr}")
+    return json.loads(lines[-1])
+
+
+def ref_running() -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", REF_SMTP)) == 0
+
+
+@dataclass
+class Row:
+    name: str
+    values: list[float] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.values:
+            return f"{self.name:<48} {'n/a':>10}"
+        med = statistics.median(self.values)
+        return (f"{self.name:<48} {med:>10.2f}   ({min(self.values):.2f}..{max(self.values):.2f},"
+                f" n={len(self.values)})")  # fmt: skip
+
+
+def count_files(root: Path) -> int:
+    return sum(1 for _ in root.glob("*/*/new/*")) + sum(1 for _ in root.glob("*/*/cur/*"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mailward-bench")
+    args = ap.parse_args()
+    rows: dict[str, Row] = {}
+
+    def add(name: str, value: float | None) -> None:
+        if value is not None:
+            rows.setdefault(name, Row(name)).values.append(value)
+
+    with_ref = ref_running()
+    if not with_ref:
+        print("reference stack not running: its rows are skipped", file=sys.stderr)
+    for rep in range(args.reps):
+        for conc in args.concurrency:
+            mw = start_mailward(args.work / "mailward", 50)
+            cpu0 = mw.cpu_seconds()
+            mw_res = smtp_load(MW_SMTP, args.messages, conc,
+                               args.work / "mailward" / "mail" / "client-a.test", "mailward")
+            cpu = mw.cpu_seconds() - cpu0
+            add(f"mailward delivered msg/s c={conc}", mw_res.get("delivered_rate"))
+            add(f"mailward accept p99 ms c={conc}", mw_res["lat_ms"]["p99"])
+            add(f"mailward server CPU ms/msg c={conc}", 1000 * cpu / args.messages)
+            add(f"mailward peak RSS MiB c={conc}", mw.peak_rss_mib())
+            add(f"mailward PSS MiB after c={conc}", mw.pss_mib())
+            mw.stop()
+
+            sink = start_sink(args.work / "sink")
+            sink_res = smtp_load(SINK_PORT, args.messages, conc, args.work / "sink", "sink")
+            sink.stop()
+            add(f"aiosmtpd+fsync ceiling msg/s c={conc}", sink_res.get("delivered_rate"))
+            mw_rate = mw_res.get("delivered_rate") or 0
+            if sink_res.get("delivered_rate"):
+                add(f"ratio mailward / ceiling c={conc}", mw_rate / sink_res["delivered_rate"])
+
+            if with_ref:
+                subprocess.run([str(SHARED / "reference" / "start.sh"), "--fresh"], check=True,
+                               capture_output=True)  # fmt: skip
+                ref_res = smtp_load(REF_SMTP, args.messages, conc, REF_ROOT / "mail" /
+                                    "client-a.test", "reference")  # fmt: skip
+                add(f"postfix+dovecot delivered msg/s c={conc}", ref_res.get("delivered_rate"))
+                if ref_res.get("delivered_rate"):
+                    add(f"ratio mailward / reference c={conc}",
+                        mw_rate / ref_res["delivered_rate"])  # fmt: skip
+        print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
+
+    print(f"# Mailward bench {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, "
+          f"{os.cpu_count()} cores, {args.messages} x 4 KiB messages, medians of {args.reps}")
+    for row in rows.values():
+        print(row.summary())
+
+
+if __name__ == "__main__":
+    main()
