@@ -97,5 +97,8 @@ async def serve_forever(settings: Settings) -> None:
 
 def serve(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # aiosmtpd logs every command at INFO; the routing log is our record of
+    # decisions, so its chatter would only cost CPU on the delivery path.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     asyncio.run(serve_forever(settings))
     return 0
