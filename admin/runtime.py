@@ -76,6 +76,7 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
         for server in servers.values():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)
+        agent.close()
         if owns_db:
             db.dispose()
 

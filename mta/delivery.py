@@ -15,7 +15,9 @@ sent. At end of DATA ``deliver`` executes the accepted decisions as one unit:
 4. only then is ``250`` answered.
 
 So nothing is partially delivered, and a message the client was told about
-is on disk, charged and on record. Blocking work runs in worker threads.
+is on disk, charged and on record. Blocking file work runs in worker threads;
+database work runs as units of the ``GroupCommitter``, so concurrent sessions
+share commits while each reply still waits for its own.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
 
 from mta.message import message_id, received_header, to_lf
 from policy import replies
@@ -35,11 +41,14 @@ from policy.replies import SMTPReply
 from policy.routing import RouteAction, RoutingDecision, defer_for_quota, route
 from storage import chain, maildir
 from storage import quota as quota_store
+from storage.committer import GroupCommitter
 from storage.db import Database, StorageUnavailable
 from storage.directory import recipient_facts
 from storage.models import RoutingEntry
 from storage.quota import QuotaExceeded
 from storage.spool import Spool, SpooledFile, new_queue_id
+
+T = TypeVar("T")
 
 log = logging.getLogger("mailward.delivery")
 
@@ -64,6 +73,18 @@ class Connection:
 class Accepted:
     recipient: Address
     decision: RoutingDecision
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message written to disk and waiting to be recorded and published."""
+
+    queue_id: str
+    message_id: str | None
+    staged: list[maildir.StagedMessage]
+    sizes: dict[int, int]  # mailbox id → bytes charged
+    forwards: list[str]
+    spooled: SpooledFile | None
 
 
 @dataclass(slots=True)
@@ -114,51 +135,87 @@ class DeliveryAgent:
         hostname: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_delivered: Callable[[list[int]], None] | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self.on_delivered = on_delivered  # called from a worker thread with mailbox ids
+        self._owns_committer = committer is None
+        self.committer = committer or GroupCommitter(db)
         self.db = db
         self.mail_root = mail_root
         self.spool = spool
         self.hostname = hostname
         self.clock = clock
 
+    def close(self) -> None:
+        if self._owns_committer:
+            self.committer.close()
+
+    async def _unit(self, work: Callable[[Session], T]) -> T:
+        return await asyncio.wrap_future(self.committer.submit(work))
+
     # -- RCPT ---------------------------------------------------------------
 
     async def decide(self, conn: Connection, env: Envelope, recipient: Address) -> RoutingDecision:
         try:
-            return await asyncio.to_thread(self._decide, conn, env, recipient)
+            return await self._unit(partial(self._decide, conn, env, recipient))
         except StorageUnavailable:
             log.exception("routing decision for %s failed", recipient)
             raise
 
-    def _decide(self, conn: Connection, env: Envelope, recipient: Address) -> RoutingDecision:
+    def _decide(
+        self, conn: Connection, env: Envelope, recipient: Address, session: Session
+    ) -> RoutingDecision:
         now = self.clock()
-        with self.db.session() as session:
-            decision = route(recipient_facts(session, recipient), now)
-            if decision.accepted:
-                needed = max(env.size_hint, 1)
-                for mailbox in decision.mailboxes:
-                    if not quota_store.snapshot(session, mailbox.id).fits(needed):
-                        decision = defer_for_quota(decision)
-                        break
-            action = "accept" if decision.accepted else decision.action.value
-            entry = _entry(conn, env.mail_from, recipient, decision, action, now,
-                           reply=decision.reply)  # fmt: skip
-            chain.append(session, chain.ROUTING, [entry])
+        decision = route(recipient_facts(session, recipient), now)
+        if decision.accepted:
+            needed = max(env.size_hint, 1)
+            for mailbox in decision.mailboxes:
+                if not quota_store.snapshot(session, mailbox.id).fits(needed):
+                    decision = defer_for_quota(decision)
+                    break
+        action = "accept" if decision.accepted else decision.action.value
+        entry = _entry(conn, env.mail_from, recipient, decision, action, now,
+                       reply=decision.reply)  # fmt: skip
+        chain.append(session, chain.ROUTING, [entry])
         return decision
 
     # -- DATA ---------------------------------------------------------------
 
     async def deliver(self, conn: Connection, env: Envelope, data: bytes) -> SMTPReply:
-        try:
-            return await asyncio.to_thread(self._deliver, conn, env, data)
-        except StorageUnavailable:
-            log.exception("delivery failed")
-            return replies.STORAGE_UNAVAILABLE
-
-    def _deliver(self, conn: Connection, env: Envelope, data: bytes) -> SMTPReply:
         now = self.clock()
         queue_id = new_queue_id()
+        prepared = await asyncio.to_thread(self._stage, conn, env, data, queue_id, now)
+        if isinstance(prepared, SMTPReply):
+            return prepared
+        try:
+            await self._unit(partial(self._record, conn, env, prepared, now))
+        except QuotaExceeded as exc:
+            await asyncio.to_thread(self._abandon, prepared.staged, prepared.spooled)
+            log.info("message %s deferred: %s", queue_id, exc)
+            try:
+                await self._unit(partial(self._log_deferred, conn, env, prepared, now))
+            except StorageUnavailable:
+                log.exception("could not log deferral of %s", queue_id)
+            return replies.QUOTA_EXCEEDED
+        except StorageUnavailable:
+            log.exception("delivery of %s failed", queue_id)
+            await asyncio.to_thread(self._abandon, prepared.staged, prepared.spooled)
+            return replies.STORAGE_UNAVAILABLE
+        try:
+            await asyncio.to_thread(maildir.commit, prepared.staged)
+        except OSError:
+            # Charged and logged but not visible: the client is not told 250,
+            # so it retries; ``mailward reindex`` reconciles the quota.
+            log.exception("publishing message %s failed", queue_id)
+            return replies.STORAGE_UNAVAILABLE
+        if self.on_delivered is not None and prepared.sizes:
+            self.on_delivered(list(prepared.sizes))
+        return SMTPReply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+    def _stage(
+        self, conn: Connection, env: Envelope, data: bytes, queue_id: str, now: datetime
+    ) -> Prepared | SMTPReply:
+        """Write every copy to tmp/ (and forwards to the spool), fsynced, not yet visible."""
         msg_id = message_id(data)
         staged: list[maildir.StagedMessage] = []
         sizes: dict[int, int] = {}
@@ -196,37 +253,22 @@ class DeliveryAgent:
             self._abandon(staged, spooled)
             return replies.STORAGE_UNAVAILABLE
 
-        try:
-            with self.db.session() as session:
-                quota_store.charge(session, sizes)
-                if spooled is not None:
-                    self.spool.record(session, spooled, env.mail_from, forwards, now)
-                entries = [
-                    _entry(conn, env.mail_from, item.recipient, item.decision,
-                           "deliver" if item.decision.action is RouteAction.DELIVER else "forward",
-                           now, reply=replies.DELIVERED, queue_id=queue_id, msg_id=msg_id)
-                    for item in env.accepted
-                ]  # fmt: skip
-                chain.append(session, chain.ROUTING, entries)
-        except QuotaExceeded as exc:
-            self._abandon(staged, spooled)
-            log.info("message %s deferred: %s", queue_id, exc)
-            self._log_deferred(conn, env, queue_id, msg_id, now)
-            return replies.QUOTA_EXCEEDED
-        except StorageUnavailable:
-            self._abandon(staged, spooled)
-            raise
+        return Prepared(queue_id, msg_id, staged, sizes, forwards, spooled)
 
-        try:
-            maildir.commit(staged)
-        except OSError:
-            # Charged and logged but not visible: the client is not told 250,
-            # so it retries; ``mailward reindex`` reconciles the quota.
-            log.exception("publishing message %s failed", queue_id)
-            return replies.STORAGE_UNAVAILABLE
-        if self.on_delivered is not None and sizes:
-            self.on_delivered(list(sizes))
-        return SMTPReply(250, "2.0.0", f"Ok: queued as {queue_id}")
+    def _record(
+        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, session: Session
+    ) -> None:
+        quota_store.charge(session, prepared.sizes)
+        if prepared.spooled is not None:
+            self.spool.record(session, prepared.spooled, env.mail_from, prepared.forwards, now)
+        entries = [
+            _entry(conn, env.mail_from, item.recipient, item.decision,
+                   "deliver" if item.decision.action is RouteAction.DELIVER else "forward",
+                   now, reply=replies.DELIVERED, queue_id=prepared.queue_id,
+                   msg_id=prepared.message_id)
+            for item in env.accepted
+        ]  # fmt: skip
+        chain.append(session, chain.ROUTING, entries)
 
     def _abandon(self, staged: list[maildir.StagedMessage], spooled: SpooledFile | None) -> None:
         maildir.discard(staged)
@@ -234,16 +276,12 @@ class DeliveryAgent:
             self.spool.discard(spooled)
 
     def _log_deferred(
-        self, conn: Connection, env: Envelope, queue_id: str, msg_id: str | None, now: datetime
+        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, session: Session
     ) -> None:
-        try:
-            with self.db.session() as session:
-                entries = [
-                    _entry(conn, env.mail_from, item.recipient, defer_for_quota(item.decision),
-                           "defer", now, reply=replies.QUOTA_EXCEEDED, queue_id=queue_id,
-                           msg_id=msg_id)
-                    for item in env.accepted
-                ]  # fmt: skip
-                chain.append(session, chain.ROUTING, entries)
-        except StorageUnavailable:
-            log.exception("could not log deferral of %s", queue_id)
+        entries = [
+            _entry(conn, env.mail_from, item.recipient, defer_for_quota(item.decision),
+                   "defer", now, reply=replies.QUOTA_EXCEEDED, queue_id=prepared.queue_id,
+                   msg_id=prepared.message_id)
+            for item in env.accepted
+        ]  # fmt: skip
+        chain.append(session, chain.ROUTING, entries)

@@ -33,15 +33,15 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'mailward.db').resolve()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, reader: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, reader=reader)
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, reader: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
@@ -55,7 +55,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take a snapshot (WAL: never blocked by the writer); writers
+        # take the write lock up front.
+        conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -65,6 +67,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_engine = make_engine(url, reader=True) if self.is_sqlite else self.engine
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         # SQLite has one writer. Letting threads contend for it means
         # busy-timeout sleeps of whole milliseconds; queueing them on a lock
         # in-process hands the write lock over at once.
@@ -83,6 +87,16 @@ class Database:
         except SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc
 
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A read-only snapshot that never waits for writers (nothing is committed)."""
+        try:
+            with self.read_sessions() as session, session.begin():
+                yield session
+                session.rollback()
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
     def migrate(self) -> None:
         from storage.migrate import upgrade
 
@@ -90,3 +104,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()

@@ -94,7 +94,9 @@ def set_quota(
     before = audit.snapshot(row)
     row.quota_bytes = quota_bytes
     kind = type(row).__tablename__
-    audit.record(session, actor=actor, action=f"{kind}.quota", target=f"{kind}:{row.id}",
+    # Name the target the way its create entry does, so one query finds its history.
+    name = f"{row.local_part}@{row.domain.name}" if isinstance(row, Mailbox) else row.name
+    audit.record(session, actor=actor, action=f"{kind}.quota", target=f"{kind}:{name}",
                  now=now, before=before, after=audit.snapshot(row))  # fmt: skip
 
 
