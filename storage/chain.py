@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import AuditEntry, ChainHead, RoutingEntry
@@ -72,11 +72,15 @@ def append(session: Session, chain: str, entries: list[AuditEntry] | list[Routin
     """Link and insert entries at the end of a chain, inside the caller's transaction."""
     if not entries:
         return
-    _model, names = _MODELS[chain]
-    head = session.execute(
-        select(ChainHead).where(ChainHead.name == chain).with_for_update()
-    ).scalar_one()  # created by the initial migration
-    prev_hash, last_id = head.last_hash, head.last_id
+    model, names = _MODELS[chain]
+    # Core statements on the session's connection: this runs for every SMTP
+    # command that is logged, and the ORM unit of work costs more than the SQL.
+    conn = session.connection()
+    last_id, prev_hash = conn.execute(
+        select(ChainHead.last_id, ChainHead.last_hash)
+        .where(ChainHead.name == chain)
+        .with_for_update()
+    ).one()  # the head rows are created by the initial migration
     for entry in entries:
         # Ids come from the head, not from an autoincrement, so they are gapless
         # and a deleted row is visible as a gap as well as a broken link.
@@ -85,8 +89,13 @@ def append(session: Session, chain: str, entries: list[AuditEntry] | list[Routin
         entry.prev_hash = prev_hash
         entry.hash = entry_hash(prev_hash, _field_values(entry, names))
         prev_hash = entry.hash
-    session.add_all(entries)
-    head.last_hash, head.last_id = prev_hash, last_id
+    columns = [c.key for c in model.__table__.columns]
+    conn.execute(insert(model), [{c: getattr(e, c) for c in columns} for e in entries])
+    conn.execute(
+        update(ChainHead)
+        .where(ChainHead.name == chain)
+        .values(last_id=last_id, last_hash=prev_hash)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,10 @@ and nothing is delivered.
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -33,14 +35,26 @@ _LEVELS = (("mailbox", Mailbox), ("domain", Domain), ("client", Client),
            ("organization", Organization))  # fmt: skip
 
 
+# A mailbox never changes domain, client or organization, so its chain of
+# owners is looked up once per database engine.
+_owner_caches: weakref.WeakKeyDictionary[Any, dict[int, tuple[int, int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _owners(session: Session, mailbox_ids: list[int]) -> dict[int, tuple[int, int, int]]:
-    rows = session.execute(
-        select(Mailbox.id, Domain.id, Client.id, Client.organization_id)
-        .join(Domain, Mailbox.domain_id == Domain.id)
-        .join(Client, Domain.client_id == Client.id)
-        .where(Mailbox.id.in_(mailbox_ids))
-    )
-    return {mid: (did, cid, oid) for mid, did, cid, oid in rows}
+    _owner_cache = _owner_caches.setdefault(session.get_bind(), {})
+    missing = [m for m in mailbox_ids if m not in _owner_cache]
+    if missing:
+        rows = session.connection().execute(
+            select(Mailbox.id, Domain.id, Client.id, Client.organization_id)
+            .join(Domain, Mailbox.domain_id == Domain.id)
+            .join(Client, Domain.client_id == Client.id)
+            .where(Mailbox.id.in_(missing))
+        )
+        for mid, did, cid, oid in rows:
+            _owner_cache[mid] = (did, cid, oid)
+    return {m: _owner_cache[m] for m in mailbox_ids}
 
 
 def charge(session: Session, sizes: Mapping[int, int]) -> None:
@@ -55,19 +69,16 @@ def charge(session: Session, sizes: Mapping[int, int]) -> None:
         per_level["domain"][domain_id] += size
         per_level["client"][client_id] += size
         per_level["organization"][org_id] += size
+    conn = session.connection()  # Core: this runs for every delivered copy
     for name, model in _LEVELS:
+        table = model.__table__
         for row_id, delta in sorted(per_level[name].items()):
-            stmt = update(model).where(model.id == row_id)
+            stmt = update(table).where(table.c.id == row_id)
             if delta > 0:
-                stmt = stmt.where(
-                    (model.quota_bytes.is_(None)) | (model.used_bytes + delta <= model.quota_bytes)
-                )
-            result = session.execute(
-                stmt.values(used_bytes=model.used_bytes + delta).execution_options(
-                    synchronize_session=False
-                )
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+                fits = table.c.used_bytes + delta <= table.c.quota_bytes
+                stmt = stmt.where(table.c.quota_bytes.is_(None) | fits)
+            result = conn.execute(stmt.values(used_bytes=table.c.used_bytes + delta))
+            if result.rowcount != 1:
                 raise QuotaExceeded(name, str(row_id))
 
 
@@ -86,7 +97,7 @@ _SNAPSHOT = (
 
 def snapshot(session: Session, mailbox_id: int) -> QuotaSnapshot:
     """Usage and limits at every level, in one query (it runs for every recipient)."""
-    row = session.execute(_SNAPSHOT.where(Mailbox.id == mailbox_id)).first()
+    row = session.connection().execute(_SNAPSHOT.where(Mailbox.id == mailbox_id)).first()
     if row is None:
         raise LookupError(mailbox_id)
     scopes = ("mailbox", "domain", "client", "organization")
