@@ -19,7 +19,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from admin import cli_directory, cli_init, cli_logs, cli_mailbox, cli_people, cli_rules
+from admin import (
+    cli_directory,
+    cli_init,
+    cli_logs,
+    cli_mailbox,
+    cli_people,
+    cli_rules,
+    cli_store,
+)
 from admin.cli_base import NO_ACTOR, Context
 from admin.cli_output import CLIError, Detail, Listing, emit
 from admin.config import ConfigError
@@ -68,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run every server in one process")
     serve.set_defaults(handler=cmd_serve, mutates=False)
 
-    for module in (cli_directory, cli_people, cli_mailbox, cli_rules, cli_logs):
+    for module in (cli_directory, cli_people, cli_mailbox, cli_rules, cli_logs, cli_store):
         module.register(commands, common)
     return parser
 
@@ -96,10 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"the database is unavailable: {str(exc).splitlines()[0]}")
     except (ServiceError, ConfigError, CLIError) as exc:
         return _fail(str(exc))
-    except ModuleNotFoundError as exc:
-        if exc.name != "admin.runtime":
-            raise
-        return _fail("the server runtime (admin.runtime) is not part of this installation")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

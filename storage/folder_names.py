@@ -41,6 +41,43 @@ def encode_mutf7(name: str) -> str:
     return "".join(out)
 
 
+def decode_mutf7(text: str) -> str:
+    """The inverse of ``encode_mutf7``; raises FolderNameError on malformed input."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "&":
+            out.append(ch)
+            i += 1
+            continue
+        end = text.find("-", i)
+        if end < 0:
+            raise FolderNameError(f"unterminated modified UTF-7 in {text!r}")
+        chunk = text[i + 1 : end]
+        if not chunk:
+            out.append("&")
+        else:
+            b64 = chunk.replace(",", "/")
+            try:
+                raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+                out.append(raw.decode("utf-16-be"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise FolderNameError(f"invalid modified UTF-7 in {text!r}") from exc
+        i = end + 1
+    return "".join(out)
+
+
+def folder_name(directory: str) -> str | None:
+    """The IMAP name of a Maildir++ folder directory (``.Sent`` → ``Sent``), or None."""
+    if not directory.startswith(".") or directory in (".", ".."):
+        return None
+    try:
+        return validate(decode_mutf7(directory[1:]))
+    except FolderNameError:
+        return None
+
+
 def validate(name: str) -> str:
     """Check a decoded IMAP folder name; return it with INBOX case-normalized."""
     if not name or name.startswith(DELIMITER) or name.endswith(DELIMITER):

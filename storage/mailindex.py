@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from storage import maildir, quota
 from storage.db import Database
-from storage.folder_names import SPECIAL_USE, directory_name, validate
+from storage.folder_names import SPECIAL_USE, directory_name, folder_name, validate
 from storage.models import Domain, Mailbox, MailFolder, MailMessage
 
 SYSTEM_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
@@ -446,6 +446,36 @@ class MailStore:
         for file in files:
             file.unlink(missing_ok=True)
         return removed
+
+    def reindex(self, mailbox_id: int) -> dict[str, int]:
+        """Rebuild the index of a mailbox from its Maildir++ folders and recount its usage.
+
+        Folders found on disk are adopted (a folder copied in from another
+        server is picked up; its messages get UIDs under a new UIDVALIDITY),
+        index rows whose files are gone are dropped, and the mailbox's quota
+        usage is set to what is actually on disk. Returns messages per folder.
+        """
+        with self.db.session() as session:
+            root = self.mailbox_root(session, mailbox_id)
+            known = set(session.scalars(
+                select(MailFolder.name).where(MailFolder.mailbox_id == mailbox_id)))  # fmt: skip
+            found = ["INBOX"] if (root / "cur").is_dir() or (root / "new").is_dir() else []
+            if root.is_dir():
+                for entry in sorted(root.iterdir()):
+                    name = folder_name(entry.name)
+                    if name and entry.is_dir() and (entry / "cur").is_dir():
+                        found.append(name)
+            for name in found:
+                if name not in known:
+                    self._create(session, mailbox_id, name, SPECIAL_USE.get(name))
+        counts = {f.name: len(self.sync(mailbox_id, f.name).messages)
+                  for f in self.list_folders(mailbox_id)}  # fmt: skip
+        with self.db.session() as session:
+            total = sum(session.scalars(
+                select(MailMessage.size).join(MailFolder, MailMessage.folder_id == MailFolder.id)
+                .where(MailFolder.mailbox_id == mailbox_id)))  # fmt: skip
+            quota.recount(session, mailbox_id, total)
+        return counts
 
     def state(self, folder_id: int) -> FolderState:
         with self.db.session() as session:

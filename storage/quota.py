@@ -105,3 +105,24 @@ def snapshot(session: Session, mailbox_id: int) -> QuotaSnapshot:
         QuotaLevel(scope, row[i * 3], row[i * 3 + 1], row[i * 3 + 2])
         for i, scope in enumerate(scopes)
     ))  # fmt: skip
+
+
+def recount(session: Session, mailbox_id: int, actual_bytes: int) -> int:
+    """Set a mailbox's usage to what is on disk and move every level by the same delta.
+
+    Used by reindex: the files are the truth, so no limit is checked here.
+    Returns the delta applied.
+    """
+    used = session.connection().execute(
+        select(Mailbox.used_bytes).where(Mailbox.id == mailbox_id)
+    ).scalar_one()
+    delta = actual_bytes - used
+    if delta:
+        domain_id, client_id, org_id = _owners(session, [mailbox_id])[mailbox_id]
+        conn = session.connection()
+        for model, row_id in ((Mailbox, mailbox_id), (Domain, domain_id), (Client, client_id),
+                              (Organization, org_id)):  # fmt: skip
+            table = model.__table__
+            conn.execute(update(table).where(table.c.id == row_id)
+                         .values(used_bytes=table.c.used_bytes + delta))  # fmt: skip
+    return delta

@@ -163,3 +163,32 @@ def test_racing_appends_and_deliveries_keep_uids_unique(db, now, tmp_path) -> No
     uids = [m.uid for m in state.messages]
     assert uids == list(range(1, 41))
     assert state.folder.uid_next == 41
+
+
+def test_reindex_adopts_copied_folders_and_recounts_usage(db, now, tmp_path) -> None:
+    """Ensure reindex picks up a Maildir++ folder copied in and sets usage to what is on disk."""
+    store, box = _setup(db, now, tmp_path)
+    _deliver(tmp_path)  # on disk, never charged (as if copied in by hand)
+    imported = tmp_path / "mail/acme.test/alice/.Imported &AOk-t&AOk-"
+    for sub in ("cur", "new", "tmp"):
+        (imported / sub).mkdir(parents=True)
+    (imported / "cur" / "1700000000.M2P2.other:2,S").write_bytes(b"Subject: x\n\nbody\n")
+    counts = store.reindex(box)
+    assert counts["INBOX"] == 1 and counts["Imported été"] == 1
+    folder = store.get_folder(box, "Imported été")
+    assert folder is not None and folder.uid_next == 2
+    on_disk = sum(m.size for f in ("INBOX", "Imported été") for m in store.sync(box, f).messages)
+    with db.session() as s:
+        assert s.get(Mailbox, box).used_bytes == on_disk
+        assert s.get(Organization, 1).used_bytes == on_disk
+
+
+def test_folder_names_round_trip_mutf7() -> None:
+    """Ensure folder directory names round-trip through modified UTF-7 (RFC 3501 §5.1.3)."""
+    from storage.folder_names import decode_mutf7, directory_name, encode_mutf7, folder_name
+
+    for name in ("Sent", "Été & co", "日本語", "a&b", "Archive.2024"):
+        assert decode_mutf7(encode_mutf7(name)) == name
+        assert folder_name(directory_name(name)) == name
+    assert encode_mutf7("Été") == "&AMk-t&AOk-"
+    assert folder_name(".&Jjo") is None
