@@ -40,6 +40,14 @@ class SMTPLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class IMAPOptions:
+    # Plaintext LOGIN is refused before TLS (RFC 8314); connections from the
+    # loopback range may log in in clear during development.
+    allow_plaintext_on_loopback: bool = True
+    idle_timeout_seconds: float = 30 * 60.0  # RFC 3501 §5.4: at least 30 minutes
+
+
+@dataclass(frozen=True, slots=True)
 class TLSFiles:
     cert_file: str = ""
     key_file: str = ""
@@ -52,6 +60,7 @@ class Settings:
     database_url: str = ""  # empty: SQLite in the data folder
     listen: Listen = field(default_factory=Listen)
     smtp: SMTPLimits = field(default_factory=SMTPLimits)
+    imap: IMAPOptions = field(default_factory=IMAPOptions)
     tls: TLSFiles = field(default_factory=TLSFiles)
 
     @property
@@ -95,7 +104,7 @@ def load_settings(data_dir: Path) -> Settings:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    sections = {"listen": Listen, "smtp": SMTPLimits, "tls": TLSFiles}
+    sections = {"listen": Listen, "smtp": SMTPLimits, "imap": IMAPOptions, "tls": TLSFiles}
     top = {"hostname", "database_url"}
     unknown = set(raw) - set(sections) - top
     if unknown:

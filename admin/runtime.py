@@ -18,9 +18,14 @@ from pathlib import Path
 
 from admin.certs import ensure_self_signed, server_context
 from admin.config import Settings
+from imap.auth import Authenticator
+from imap.config import IMAPSettings
+from imap.events import MailboxEvents
+from imap.server import IMAPContext, start_imap
 from mta.delivery import DeliveryAgent
 from mta.inbound import InboundHandler, InboundLimits, listening_port, start_inbound
 from storage.db import Database
+from storage.mailindex import MailStore
 from storage.spool import Spool
 
 log = logging.getLogger("mailward")
@@ -50,10 +55,22 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
     else:
         cert, key = ensure_self_signed(settings.data_dir / "tls", settings.hostname)
     tls = server_context(cert, key)
+    events = MailboxEvents(asyncio.get_running_loop())
     agent = DeliveryAgent(
         db, mail_root=settings.mail_root, spool=Spool(settings.spool_root),
-        hostname=settings.hostname,
+        hostname=settings.hostname, on_delivered=events.changed_threadsafe,
     )  # fmt: skip
+    imap = IMAPContext(
+        db=db,
+        store=MailStore(db, settings.mail_root),
+        events=events,
+        authenticator=Authenticator(db),
+        settings=IMAPSettings(
+            allow_plaintext_on_loopback=settings.imap.allow_plaintext_on_loopback,
+            idle_timeout=settings.imap.idle_timeout_seconds,
+        ),
+        hostname=settings.hostname,
+    )
     limits = InboundLimits(
         max_recipients=settings.smtp.max_recipients,
         max_message_bytes=settings.smtp.max_message_bytes,
@@ -66,6 +83,12 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
             handler, host=settings.listen.host, port=settings.listen.smtp_port,
             hostname=settings.hostname, tls_context=tls, limits=limits,
         )  # fmt: skip
+        servers["imap"] = await start_imap(imap, host=settings.listen.host,
+                                           port=settings.listen.imap_port, tls_context=tls,
+                                           implicit_tls=False)  # fmt: skip
+        servers["imaps"] = await start_imap(imap, host=settings.listen.host,
+                                            port=settings.listen.imaps_port, tls_context=tls,
+                                            implicit_tls=True)  # fmt: skip
         yield Running(db, agent, servers)
     finally:
         for server in servers.values():
@@ -73,6 +96,7 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(handler.idle.wait(), SHUTDOWN_GRACE_SECONDS)
         handler.close_connections()
+        imap.close_connections()
         for server in servers.values():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)

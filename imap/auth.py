@@ -1,0 +1,244 @@
+"""Credential checks for IMAP logins: a decision, not an exception.
+
+A login succeeds with the mailbox's own password or with an app password
+that is neither revoked nor expired and carries the ``imap`` scope. The
+mailbox must be active and its domain not suspended; those are checked only
+after the password verified, so the answer never tells a guesser whether an
+account exists or is suspended.
+
+Brute force is slowed twice, with the named limits of :class:`LoginLimits`:
+failures are counted per account and per client IP in a sliding window,
+and a limited account or address is refused before any password is looked
+at; every failure is also answered after a pause.
+
+argon2id is slow on purpose, so a verified password is remembered for a few
+minutes under ``HMAC(server secret, user, password)``: the plain password is
+never stored, and an entry only short-cuts argon2 while the stored hash it was
+verified against is unchanged (a password change or a revoked app password
+takes effect at once). argon2 runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+
+from sqlalchemy import select
+
+from imap.config import LoginLimits
+from policy.addresses import Address, AddressError
+from policy.routing import DomainState, MailboxState
+from storage.db import Database
+from storage.directory import find_mailbox
+from storage.models import AppPassword, Domain
+from storage.secrets import hash_password, verify_password
+
+SCOPE = "imap"
+# RFC 5321 §4.5.3.1.3 path limit: longer "user names" are not addresses.
+MAX_USERNAME = 256
+MAX_TRACKED_KEYS = 100_000  # bounds the failure table under a spraying attack
+
+
+class LoginRefusal(StrEnum):
+    BAD_CREDENTIALS = "bad-credentials"
+    RATE_LIMITED = "rate-limited"
+    DISABLED = "disabled"  # suspended or not yet activated mailbox, suspended domain
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    mailbox_id: int
+    address: str
+    credential: str  # "password" or "app-password:<id>"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    principal: Principal | None
+    refusal: LoginRefusal | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.principal is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """What one verification needs, read in one short transaction."""
+
+    mailbox_id: int
+    address: str
+    active: bool
+    password_hash: str | None
+    app_passwords: tuple[tuple[int, str], ...]  # usable (id, hash) pairs
+
+
+@cache
+def _dummy_hash() -> str:
+    # Unknown users are checked against this so they cost the same time.
+    return hash_password(secrets.token_urlsafe(16))
+
+
+class FailureCounter:
+    """Timestamps of recent failures per key, in a sliding window."""
+
+    def __init__(self, window: float, clock: Callable[[], float]) -> None:
+        self.window = window
+        self.clock = clock
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def count(self, key: str) -> int:
+        stamps = self._seen.get(key)
+        if stamps is None:
+            return 0
+        horizon = self.clock() - self.window
+        while stamps and stamps[0] <= horizon:
+            stamps.popleft()
+        if not stamps:
+            del self._seen[key]
+            return 0
+        return len(stamps)
+
+    def add(self, key: str) -> None:
+        stamps = self._seen.setdefault(key, deque())
+        stamps.append(self.clock())
+        self._seen.move_to_end(key)
+        while len(self._seen) > MAX_TRACKED_KEYS:
+            self._seen.popitem(last=False)
+
+    def clear(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+
+class Authenticator:
+    """Verifies IMAP credentials against the directory; one per server process."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        limits: LoginLimits | None = None,
+        secret: bytes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.limits = limits or LoginLimits()
+        self._secret = secret or secrets.token_bytes(32)
+        self._clock = clock
+        self._now = now
+        self._accounts = FailureCounter(self.limits.window_seconds, clock)
+        self._addresses = FailureCounter(self.limits.window_seconds, clock)
+        self._verified: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()  # the cache is used from worker threads
+
+    async def login(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
+        account_key = "user:" + username.strip().lower()[:MAX_USERNAME]
+        address_key = f"ip:{client_ip}"
+        if (
+            self._accounts.count(account_key) >= self.limits.account_failures
+            or self._addresses.count(address_key) >= self.limits.address_failures
+        ):
+            await asyncio.sleep(self.limits.failure_delay)
+            return LoginOutcome(None, LoginRefusal.RATE_LIMITED)
+        outcome = await asyncio.to_thread(self._check, username, password)
+        if outcome.refusal is LoginRefusal.BAD_CREDENTIALS:
+            self._accounts.add(account_key)
+            self._addresses.add(address_key)
+            await asyncio.sleep(self.limits.failure_delay)
+        elif outcome.ok:
+            self._accounts.clear(account_key)
+        return outcome
+
+    # -- worker thread -------------------------------------------------------
+
+    def _check(self, username: str, password: str) -> LoginOutcome:
+        account = self._load(username) if len(username) <= MAX_USERNAME else None
+        if account is None:
+            verify_password(_dummy_hash(), password)
+            return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
+        credential = self._verify(account, username, password)
+        if credential is None:
+            return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
+        if not account.active:
+            return LoginOutcome(None, LoginRefusal.DISABLED)
+        return LoginOutcome(Principal(account.mailbox_id, account.address, credential))
+
+    def _load(self, username: str) -> _Account | None:
+        try:
+            address = Address.parse(username, utf8=True)
+        except AddressError:
+            return None
+        now = self._now()
+        with self.db.session() as session:
+            mailbox = find_mailbox(session, address)
+            if mailbox is None:
+                return None
+            domain = session.get(Domain, mailbox.domain_id)
+            rows = session.scalars(
+                select(AppPassword).where(
+                    AppPassword.mailbox_id == mailbox.id, AppPassword.revoked_at.is_(None)
+                )
+            )
+            usable = tuple(
+                (row.id, row.password_hash)
+                for row in rows
+                if SCOPE in {s.strip() for s in row.scopes.split(",")}
+                and (row.expires_at is None or row.expires_at > now)
+            )
+            active = mailbox.state == MailboxState.ACTIVE and (
+                domain is not None and domain.state != DomainState.SUSPENDED
+            )
+            return _Account(mailbox.id, str(address), active, mailbox.password_hash, usable)
+
+    def _verify(self, account: _Account, username: str, password: str) -> str | None:
+        """The credential label the password matches, or None."""
+        candidates: list[tuple[str, str]] = []
+        if account.password_hash:
+            candidates.append(("password", account.password_hash))
+        candidates.extend((f"app-password:{i}", h) for i, h in account.app_passwords)
+        key = self._cache_key(account.mailbox_id, username, password)
+        cached = self._cached(key)
+        if cached is not None:
+            for label, stored in candidates:
+                if hmac.compare_digest(stored, cached):
+                    return label
+        for label, stored in candidates:
+            if verify_password(stored, password):
+                self._remember(key, stored)
+                return label
+        return None
+
+    # -- verification cache --------------------------------------------------
+
+    def _cache_key(self, mailbox_id: int, username: str, password: str) -> bytes:
+        material = f"{mailbox_id}\0{username.lower()}\0{password}".encode()
+        return hmac.new(self._secret, material, hashlib.sha256).digest()
+
+    def _cached(self, key: bytes) -> str | None:
+        with self._lock:
+            entry = self._verified.get(key)
+            if entry is None:
+                return None
+            expires, stored = entry
+            if expires <= self._clock():
+                del self._verified[key]
+                return None
+            return stored
+
+    def _remember(self, key: bytes, stored: str) -> None:
+        with self._lock:
+            self._verified[key] = (self._clock() + self.limits.cache_seconds, stored)
+            self._verified.move_to_end(key)
+            while len(self._verified) > self.limits.cache_entries:
+                self._verified.popitem(last=False)
