@@ -37,6 +37,26 @@ class SMTPLimits:
     max_recipients: int = 100
     max_message_bytes: int = 50 * 1024 * 1024
     timeout_seconds: float = 300.0  # RFC 5321 §4.5.3.2.7: at least five minutes
+    # SPF, DKIM and DMARC checks of inbound mail (RFC 7208, 6376, 7489).
+    verify_senders: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DNSOptions:
+    nameservers: list[str] = field(default_factory=list)  # empty: the system's resolver
+    port: int = 53
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    # Backoff per issue 4: 5 minutes doubling to 4 hours, give up after 5 days.
+    initial_retry_seconds: float = 300.0
+    max_retry_seconds: float = 4 * 3600.0
+    max_age_days: float = 5.0
+    per_destination: int = 5
+    remote_port: int = 25
+    # domain (or "*") -> "host:port": send there instead of the MX (smarthost, tests)
+    transport: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +81,8 @@ class Settings:
     listen: Listen = field(default_factory=Listen)
     smtp: SMTPLimits = field(default_factory=SMTPLimits)
     imap: IMAPOptions = field(default_factory=IMAPOptions)
+    dns: DNSOptions = field(default_factory=DNSOptions)
+    queue: QueueOptions = field(default_factory=QueueOptions)
     tls: TLSFiles = field(default_factory=TLSFiles)
 
     @property
@@ -104,7 +126,8 @@ def load_settings(data_dir: Path) -> Settings:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    sections = {"listen": Listen, "smtp": SMTPLimits, "imap": IMAPOptions, "tls": TLSFiles}
+    sections = {"listen": Listen, "smtp": SMTPLimits, "imap": IMAPOptions, "dns": DNSOptions,
+                "queue": QueueOptions, "tls": TLSFiles}  # fmt: skip
     top = {"hostname", "database_url"}
     unknown = set(raw) - set(sections) - top
     if unknown:

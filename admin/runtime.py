@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from admin.certs import ensure_self_signed, server_context
@@ -23,7 +24,16 @@ from imap.config import IMAPSettings
 from imap.events import MailboxEvents
 from imap.server import IMAPContext, start_imap
 from mta.delivery import DeliveryAgent
+from mta.dkim_keys import KeyStore
 from mta.inbound import InboundHandler, InboundLimits, listening_port, start_inbound
+from mta.inbound_auth import InboundAuthenticator, InboundAuthSettings
+from mta.inbound_router import InboundRouter
+from mta.queue.runner import OutboundQueue
+from mta.queue.scheduler import QueueSettings
+from mta.resolver import ResolverSettings
+from mta.smtp_auth import SMTPAuthenticator
+from mta.srs import SRS, load_or_create_secret
+from mta.submission import SubmissionHandler, SubmissionSettings, start_submission
 from storage.db import Database
 from storage.mailindex import MailStore
 from storage.spool import Spool
@@ -76,13 +86,46 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
         max_message_bytes=settings.smtp.max_message_bytes,
         timeout_seconds=settings.smtp.timeout_seconds,
     )
-    handler = InboundHandler(agent, limits)
+    resolver = ResolverSettings(nameservers=tuple(settings.dns.nameservers), port=settings.dns.port)
+    srs = SRS(load_or_create_secret(settings.data_dir / "srs.key"), settings.hostname)
+    spool = agent.spool
+    queue = OutboundQueue(
+        db, agent=agent, spool=spool, hostname=settings.hostname, srs=srs,
+        settings=QueueSettings(
+            initial_retry=timedelta(seconds=settings.queue.initial_retry_seconds),
+            max_retry=timedelta(seconds=settings.queue.max_retry_seconds),
+            max_age=timedelta(days=settings.queue.max_age_days),
+            per_destination=settings.queue.per_destination,
+            smtp_port=settings.queue.remote_port,
+            transport=dict(settings.queue.transport),
+            resolver=resolver,
+        ),
+    )  # fmt: skip
+    checker = (
+        InboundAuthenticator(InboundAuthSettings(authserv_id=settings.hostname, resolver=resolver))
+        if settings.smtp.verify_senders
+        else None
+    )
+    handler = InboundHandler(
+        InboundRouter(agent, checker=checker, srs=srs, on_queued=queue.wake), limits
+    )
+    submission = SubmissionHandler(
+        agent=agent, authenticator=SMTPAuthenticator(db), keys=KeyStore(settings.data_dir / "dkim"),
+        hostname=settings.hostname, on_queued=queue.wake,
+        settings=SubmissionSettings(max_message_bytes=settings.smtp.max_message_bytes),
+    )  # fmt: skip
     servers: dict[str, asyncio.Server] = {}
+    queue.start()
     try:
         servers["smtp"] = await start_inbound(
             handler, host=settings.listen.host, port=settings.listen.smtp_port,
             hostname=settings.hostname, tls_context=tls, limits=limits,
         )  # fmt: skip
+        for name, port, implicit in (("submission", settings.listen.submission_port, False),
+                                     ("submissions", settings.listen.submissions_port, True)):
+            servers[name] = await start_submission(submission, host=settings.listen.host,
+                                                   port=port, tls_context=tls,
+                                                   implicit_tls=implicit)  # fmt: skip
         servers["imap"] = await start_imap(imap, host=settings.listen.host,
                                            port=settings.listen.imap_port, tls_context=tls,
                                            implicit_tls=False)  # fmt: skip
@@ -94,9 +137,14 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
         for server in servers.values():
             server.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(handler.idle.wait(), SHUTDOWN_GRACE_SECONDS)
+            await asyncio.wait_for(
+                asyncio.gather(handler.idle.wait(), submission.idle.wait()),
+                SHUTDOWN_GRACE_SECONDS,
+            )
         handler.close_connections()
+        submission.close_connections()
         imap.close_connections()
+        await queue.stop()
         for server in servers.values():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)

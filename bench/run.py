@@ -90,6 +90,9 @@ def start_mailward(data: Path, users: int) -> Proc:
                    check=True)  # fmt: skip
     popen = subprocess.Popen([PY, "-m", "admin.cli", "serve", "--data", str(data)], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(0.5)
+    if popen.poll() is not None:
+        raise RuntimeError(f"mailward serve exited ({popen.returncode}): is port {MW_SMTP} taken?")
     wait_port(MW_SMTP)
     return Proc(popen)
 

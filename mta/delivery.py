@@ -43,7 +43,7 @@ from storage import chain, maildir
 from storage import quota as quota_store
 from storage.committer import GroupCommitter
 from storage.db import Database, StorageUnavailable
-from storage.directory import recipient_facts
+from storage.directory import FactsCache
 from storage.models import RoutingEntry
 from storage.quota import QuotaExceeded
 from storage.spool import Spool, SpooledFile, new_queue_id
@@ -141,6 +141,7 @@ class DeliveryAgent:
         self._owns_committer = committer is None
         self.committer = committer or GroupCommitter(db)
         self.db = db
+        self.facts = FactsCache()  # used only on the committer thread
         self.mail_root = mail_root
         self.spool = spool
         self.hostname = hostname
@@ -150,14 +151,14 @@ class DeliveryAgent:
         if self._owns_committer:
             self.committer.close()
 
-    async def _unit(self, work: Callable[[Session], T]) -> T:
-        return await asyncio.wrap_future(self.committer.submit(work))
+    async def _unit(self, work: Callable[[Session], T], *, isolated: bool = True) -> T:
+        return await asyncio.wrap_future(self.committer.submit(work, isolated=isolated))
 
     # -- RCPT ---------------------------------------------------------------
 
     async def decide(self, conn: Connection, env: Envelope, recipient: Address) -> RoutingDecision:
         try:
-            return await self._unit(partial(self._decide, conn, env, recipient))
+            return await self._unit(partial(self._decide, conn, env, recipient), isolated=False)
         except StorageUnavailable:
             log.exception("routing decision for %s failed", recipient)
             raise
@@ -166,7 +167,7 @@ class DeliveryAgent:
         self, conn: Connection, env: Envelope, recipient: Address, session: Session
     ) -> RoutingDecision:
         now = self.clock()
-        decision = route(recipient_facts(session, recipient), now)
+        decision = route(self.facts.get(session, recipient), now)
         if decision.accepted:
             needed = max(env.size_hint, 1)
             for mailbox in decision.mailboxes:

@@ -58,6 +58,14 @@ class Reason(enum.StrEnum):
     TARGET_UNAVAILABLE = "target-unavailable"
     QUOTA_EXCEEDED = "quota-exceeded"
     NO_TARGET = "no-deliverable-target"
+    # Decisions made outside the directory (mta.relay): authenticated relay,
+    # SRS bounces returned to the original sender, inbound authentication.
+    RELAY_AUTHENTICATED = "relay-authenticated"
+    SRS_BOUNCE = "srs-bounce"
+    SRS_INVALID = "srs-invalid"
+    AUTH_CHECKED = "auth-checked"
+    DMARC_REJECT = "dmarc-reject"
+    SPOOFED_HOSTED_DOMAIN = "spoofed-hosted-domain"
 
 
 class DomainState(enum.StrEnum):

@@ -39,9 +39,13 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, work: Callable[[Session], T]) -> Future[T]:
+    def submit(self, work: Callable[[Session], T], *, isolated: bool = True) -> Future[T]:
+        """Queue a unit. ``isolated`` units run in a SAVEPOINT so their own failure
+        rolls back only them; a unit that cannot fail on its own (it only reads
+        and appends) may skip the savepoint, and if it fails anyway the whole
+        batch fails with it."""
         future: Future[T] = Future()
-        self._queue.put((work, future))
+        self._queue.put((work, future, isolated))
         return future
 
     def close(self) -> None:
@@ -68,11 +72,14 @@ class GroupCommitter:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Callable[[Session], Any], Future[Any]]]) -> None:
+    def _commit(self, batch: list[tuple[Callable[[Session], Any], Future[Any], bool]]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
             with self.db.session() as session:
-                for work, _future in batch:
+                for work, _future, isolated in batch:
+                    if not isolated:
+                        outcomes.append((True, work(session)))
+                        continue
                     try:
                         with session.begin_nested():
                             outcomes.append((True, work(session)))
@@ -81,10 +88,10 @@ class GroupCommitter:
         except Exception as exc:
             log.exception("group commit of %d units failed", len(batch))
             error = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
-            for _work, future in batch:
+            for _work, future, _isolated in batch:
                 future.set_exception(error)
             return
-        for (ok, value), (_work, future) in zip(outcomes, batch, strict=True):
+        for (ok, value), (_work, future, _isolated) in zip(outcomes, batch, strict=True):
             if ok:
                 future.set_result(value)
             else:

@@ -8,6 +8,8 @@ addresses those rules target.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
@@ -21,7 +23,9 @@ from policy.routing import (
     Rule,
     RuleKind,
 )
-from storage.models import Alias, CatchAll, Domain, ForwardingRule, Mailbox
+from storage.models import Alias, CatchAll, ChainHead, Domain, ForwardingRule, Mailbox
+
+_AUDIT_VERSION = select(ChainHead.last_id).where(ChainHead.name == "audit")
 
 
 def owner_label(row: Alias | ForwardingRule | CatchAll | Mailbox) -> str | None:
@@ -143,3 +147,34 @@ def find_mailbox(session: Session, address: Address) -> Mailbox | None:
         .join(Domain, Mailbox.domain_id == Domain.id)
         .where(Domain.name == address.domain, Mailbox.local_part == address.local)
     ).first()
+
+
+class FactsCache:
+    """Recipient facts reused while the directory has not changed.
+
+    Every change to the control plane, through any interface or process,
+    writes an audit entry in the same transaction, so the audit chain's head
+    id is a version number of the directory: one primary-key read tells
+    whether cached facts are still exact. Time-dependent checks (expiry) are
+    made by policy against ``now`` at decision time, so they never go stale.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._version = -1
+        self._facts: OrderedDict[Address, RecipientFacts] = OrderedDict()
+
+    def get(self, session: Session, recipient: Address) -> RecipientFacts:
+        version = session.connection().execute(_AUDIT_VERSION).scalar_one()
+        if version != self._version:
+            self._facts.clear()
+            self._version = version
+        facts = self._facts.get(recipient)
+        if facts is None:
+            facts = recipient_facts(session, recipient)
+            self._facts[recipient] = facts
+            if len(self._facts) > self.max_entries:
+                self._facts.popitem(last=False)
+        else:
+            self._facts.move_to_end(recipient)
+        return facts

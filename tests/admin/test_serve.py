@@ -30,7 +30,11 @@ def test_serve_delivers_demo_mail_and_stops_on_sigterm(tmp_path: Path) -> None:
     names = ("submission_port", "submissions_port", "imap_port", "imaps_port", "admin_port")
     ports = {name: _free_port() for name in names}
     listen = "\n".join(f"{k} = {v}" for k, v in ports.items())
-    (data / "mailward.toml").write_text(f"[listen]\nsmtp_port = {smtp_port}\n{listen}\n")
+    (data / "mailward.toml").write_text(
+        f"[listen]\nsmtp_port = {smtp_port}\n{listen}\n"
+        # no DNS traffic off loopback from tests: nothing answers on this port
+        '[smtp]\nverify_senders = false\n[dns]\nnameservers = ["127.0.0.1"]\nport = 9\n'
+    )
     proc = subprocess.Popen([sys.executable, "-m", "admin.cli", "serve", "--data", str(data)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from admin.config import Listen, Settings
+from admin.config import DNSOptions, Listen, Settings, SMTPLimits
 from admin.runtime import Running, running
 from admin.services import directory as d
 from storage.db import Database
@@ -58,10 +58,16 @@ TEST_LISTEN = Listen(smtp_port=0, submission_port=0, submissions_port=0, imap_po
                      imaps_port=0, admin_port=0)  # fmt: skip
 
 
+# No DNS traffic leaves loopback in tests: sender checks have their own tests
+# with a local DNS server; here nothing listens on the named port.
+TEST_SMTP = SMTPLimits(verify_senders=False)
+TEST_DNS = DNSOptions(nameservers=["127.0.0.1"], port=9)
+
+
 async def _world(tmp_path: Path, db: Database) -> AsyncIterator[World]:
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     owner_id = seed(db, now)
-    settings = Settings(data_dir=tmp_path, listen=TEST_LISTEN)
+    settings = Settings(data_dir=tmp_path, listen=TEST_LISTEN, smtp=TEST_SMTP, dns=TEST_DNS)
     async with running(settings, db=db) as stack:
         yield World(stack, db, settings, owner_id, now)
 

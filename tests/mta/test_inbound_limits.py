@@ -12,7 +12,7 @@ import pytest
 from admin.config import Settings
 from admin.runtime import running
 from mta.inbound import DEFAULT_MAX_RECIPIENTS
-from tests.mta.conftest import TEST_LISTEN
+from tests.mta.conftest import TEST_DNS, TEST_LISTEN
 
 
 class Transcript:
@@ -124,15 +124,14 @@ async def test_recipient_limit(world) -> None:
 
 async def test_message_size_limit(tmp_path, sqlite_db) -> None:
     """Ensure SIZE over the limit is refused at MAIL and oversize DATA gets 552 with no file."""
-    from dataclasses import replace
     from datetime import UTC, datetime
 
     from admin.config import SMTPLimits
     from tests.mta.conftest import seed
 
     seed(sqlite_db, datetime.now(UTC))
-    settings = Settings(data_dir=tmp_path, listen=TEST_LISTEN,
-                        smtp=replace(SMTPLimits(), max_message_bytes=10_000))  # fmt: skip
+    settings = Settings(data_dir=tmp_path, listen=TEST_LISTEN, dns=TEST_DNS,
+                        smtp=SMTPLimits(max_message_bytes=10_000, verify_senders=False))
     async with running(settings, db=sqlite_db) as stack:
         t = await _open(stack.port("smtp"))
         code, _ = await t.send(b"MAIL FROM:<s@remote.example> SIZE=20000\r\n")

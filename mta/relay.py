@@ -1,0 +1,102 @@
+"""Routing decisions the directory cannot make, logged like the ones it does.
+
+``policy.routing`` decides for addresses on hosted domains. Three other
+cases reach the delivery path, and each gets a ``RoutingDecision`` and a
+routing-log entry of its own before the SMTP reply, like every decision:
+
+- an authenticated user sending to a remote domain (``relay_decision``):
+  the recipient becomes a forward, so ``DeliveryAgent.deliver`` spools it
+  for the outbound queue in the same transaction as any local copies;
+- a bounce coming back to an SRS address (``srs_decision``): routed to the
+  original sender, or refused when the address is forged or expired;
+- an inbound message refused by its authentication verdict (see
+  ``mta.inbound_router``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+from functools import partial
+
+from mta.delivery import Connection, DeliveryAgent, Envelope, _entry
+from mta.srs import SRS, SRSError, is_srs
+from policy import replies
+from policy.addresses import Address, AddressError
+from policy.routing import Reason, RouteAction, RoutingDecision, TraceStep
+from storage import chain
+from storage.db import Database
+from storage.outbound import hosted_domains
+
+
+def relay_decision(recipient: Address) -> RoutingDecision:
+    step = TraceStep("submission", "hit", Reason.RELAY_AUTHENTICATED)
+    return RoutingDecision(RouteAction.FORWARD, replies.OK, Reason.RELAY_AUTHENTICATED,
+                           forwards=(recipient,), trace=(step,))  # fmt: skip
+
+
+def srs_decision(srs: SRS, recipient: Address, now: datetime) -> RoutingDecision | None:
+    """None when the recipient is not an SRS address of ours."""
+    if recipient.domain != srs.domain.lower() or not is_srs(recipient.local):
+        return None
+    try:
+        original = Address.parse(srs.reverse(str(recipient), now), utf8=True)
+    except (SRSError, AddressError):
+        step = TraceStep("srs", "refuse", Reason.SRS_INVALID)
+        return RoutingDecision(RouteAction.REJECT, replies.SRS_INVALID, Reason.SRS_INVALID,
+                               trace=(step,))  # fmt: skip
+    step = TraceStep("srs", "hit", Reason.SRS_BOUNCE)
+    return RoutingDecision(RouteAction.FORWARD, replies.OK, Reason.SRS_BOUNCE,
+                           forwards=(original,), trace=(step,))  # fmt: skip
+
+
+async def log_decisions(
+    agent: DeliveryAgent,
+    conn: Connection,
+    mail_from: str,
+    decisions: Iterable[tuple[Address, RoutingDecision, str]],
+    now: datetime,
+) -> None:
+    """Append (recipient, decision, action) entries to the routing log.
+
+    They go through the agent's group committer, like its own decisions, so
+    the reply waits for a durable commit shared with concurrent sessions.
+    """
+    entries = [
+        _entry(conn, mail_from, rcpt, decision, action, now, reply=decision.reply)
+        for rcpt, decision, action in decisions
+    ]
+    work = partial(chain.append, chain=chain.ROUTING, entries=entries)
+    await asyncio.wrap_future(agent.committer.submit(work, isolated=False))
+
+
+def _action(decision: RoutingDecision) -> str:
+    return "accept" if decision.accepted else decision.action.value
+
+
+async def decide_outside_directory(
+    agent: DeliveryAgent,
+    conn: Connection,
+    env: Envelope,
+    recipient: Address,
+    *,
+    authenticated: bool,
+    srs: SRS | None,
+) -> RoutingDecision:
+    """Decide one recipient: SRS bounce, authenticated relay, or the directory."""
+    now = agent.clock()
+    decision = srs_decision(srs, recipient, now) if srs is not None else None
+    if decision is None and authenticated:
+        hosted = await asyncio.to_thread(_hosted, agent.db, recipient.domain)
+        if not hosted:
+            decision = relay_decision(recipient)
+    if decision is None:
+        return await agent.decide(conn, env, recipient)
+    await log_decisions(agent, conn, env.mail_from, [(recipient, decision, _action(decision))], now)
+    return decision
+
+
+def _hosted(db: Database, domain: str) -> bool:
+    with db.session() as session:
+        return bool(hosted_domains(session, [domain]))

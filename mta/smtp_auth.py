@@ -1,0 +1,213 @@
+"""Credential checks for SMTP AUTH (RFC 4954, PLAIN RFC 4616 and LOGIN).
+
+A user authenticates with the mailbox's own password or with an app password
+that carries the ``smtp`` scope and is neither revoked nor expired; both are
+argon2id hashes, verified in a worker thread (argon2 is slow on purpose and
+must not stall the event loop). Unknown users are verified against a dummy
+hash so that they cost the same time. Suspended mailboxes and mailboxes on
+suspended domains are refused, but only after the password verified, so the
+answer never tells a guesser whether an account exists.
+
+Failed attempts are counted per account and per client IP in a sliding
+window (the named limits of :class:`AuthLimits`); over either limit the
+server answers ``454 4.7.0`` without looking at the password, and every
+failure is answered after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+
+from sqlalchemy import select
+
+from policy.addresses import Address, AddressError
+from policy.replies import SMTPReply
+from policy.routing import DomainState, MailboxState
+from storage.db import Database
+from storage.directory import find_mailbox
+from storage.models import AppPassword, Domain
+from storage.secrets import hash_password, verify_password
+
+SCOPE = "smtp"
+# RFC 5321 §4.5.3.1.3: a path is at most 256 octets; longer names are not addresses.
+MAX_USERNAME = 256
+MAX_TRACKED_KEYS = 100_000  # bounds the failure tables under a spraying attack
+
+# RFC 4954 §6 replies.
+AUTH_OK = SMTPReply(235, "2.7.0", "Authentication successful")
+AUTH_INVALID = SMTPReply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_DISABLED = SMTPReply(535, "5.7.8", "Account disabled")
+AUTH_RATE_LIMITED = SMTPReply(454, "4.7.0", "Too many failed authentication attempts, try later")
+AUTH_UNAVAILABLE = SMTPReply(454, "4.7.0", "Temporary authentication failure")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthLimits:
+    account_failures: int = 5  # failures per account within the window
+    address_failures: int = 20  # per client IP (NAT shares addresses)
+    window_seconds: float = 5 * 60
+    failure_delay: float = 1.0  # seconds before a failure is answered
+
+
+class AuthRefusal(StrEnum):
+    BAD_CREDENTIALS = "bad-credentials"
+    RATE_LIMITED = "rate-limited"
+    DISABLED = "disabled"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who an SMTP session authenticated as; ``session.auth_data`` holds it."""
+
+    mailbox_id: int
+    address: str
+    credential: str  # "password" or "app-password:<id>"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    principal: Principal | None
+    refusal: AuthRefusal | None = None
+
+    @property
+    def reply(self) -> SMTPReply:
+        return {
+            None: AUTH_OK,
+            AuthRefusal.BAD_CREDENTIALS: AUTH_INVALID,
+            AuthRefusal.DISABLED: AUTH_DISABLED,
+            AuthRefusal.RATE_LIMITED: AUTH_RATE_LIMITED,
+            AuthRefusal.UNAVAILABLE: AUTH_UNAVAILABLE,
+        }[self.refusal]
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+class FailureWindow:
+    """Timestamps of recent failures per key, in a sliding window."""
+
+    def __init__(self, window: float, clock: Callable[[], float]) -> None:
+        self.window = window
+        self.clock = clock
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def count(self, key: str) -> int:
+        stamps = self._seen.get(key)
+        if stamps is None:
+            return 0
+        horizon = self.clock() - self.window
+        while stamps and stamps[0] <= horizon:
+            stamps.popleft()
+        if not stamps:
+            del self._seen[key]
+        return len(stamps)
+
+    def add(self, key: str) -> None:
+        self._seen.setdefault(key, deque()).append(self.clock())
+        self._seen.move_to_end(key)
+        while len(self._seen) > MAX_TRACKED_KEYS:
+            self._seen.popitem(last=False)
+
+    def clear(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    mailbox_id: int
+    address: str
+    active: bool
+    hashes: tuple[tuple[str, str], ...]  # (credential label, argon2id hash)
+
+
+class SMTPAuthenticator:
+    """One per process; shared by the 587 and 465 listeners."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        limits: AuthLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.limits = limits or AuthLimits()
+        self._now = now
+        self._accounts = FailureWindow(self.limits.window_seconds, clock)
+        self._addresses = FailureWindow(self.limits.window_seconds, clock)
+
+    async def authenticate(
+        self, username: str, password: str, client_ip: str | None
+    ) -> AuthOutcome:
+        account_key = username.strip().lower()[:MAX_USERNAME]
+        address_key = client_ip or "unknown"
+        if (
+            self._accounts.count(account_key) >= self.limits.account_failures
+            or self._addresses.count(address_key) >= self.limits.address_failures
+        ):
+            await asyncio.sleep(self.limits.failure_delay)
+            return AuthOutcome(None, AuthRefusal.RATE_LIMITED)
+        try:
+            outcome = await asyncio.to_thread(self._check, username, password)
+        except Exception:
+            return AuthOutcome(None, AuthRefusal.UNAVAILABLE)
+        if outcome.refusal is AuthRefusal.BAD_CREDENTIALS:
+            self._accounts.add(account_key)
+            self._addresses.add(address_key)
+            await asyncio.sleep(self.limits.failure_delay)
+        elif outcome.principal is not None:
+            self._accounts.clear(account_key)
+        return outcome
+
+    # -- worker thread -------------------------------------------------------
+
+    def _check(self, username: str, password: str) -> AuthOutcome:
+        account = self._load(username) if len(username) <= MAX_USERNAME else None
+        if account is None or not account.hashes:
+            verify_password(_dummy_hash(), password)
+            return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
+        for label, stored in account.hashes:
+            if verify_password(stored, password):
+                if not account.active:
+                    return AuthOutcome(None, AuthRefusal.DISABLED)
+                return AuthOutcome(Principal(account.mailbox_id, account.address, label))
+        return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
+
+    def _load(self, username: str) -> _Account | None:
+        try:
+            address = Address.parse(username, utf8=True)
+        except AddressError:
+            return None
+        now = self._now()
+        with self.db.session() as session:
+            mailbox = find_mailbox(session, address)
+            if mailbox is None:
+                return None
+            domain = session.get(Domain, mailbox.domain_id)
+            hashes: list[tuple[str, str]] = []
+            if mailbox.password_hash:
+                hashes.append(("password", mailbox.password_hash))
+            for row in session.scalars(
+                select(AppPassword).where(
+                    AppPassword.mailbox_id == mailbox.id, AppPassword.revoked_at.is_(None)
+                ).order_by(AppPassword.id)
+            ):
+                scopes = {s.strip() for s in row.scopes.split(",")}
+                if SCOPE in scopes and (row.expires_at is None or row.expires_at > now):
+                    hashes.append((f"app-password:{row.id}", row.password_hash))
+            active = mailbox.state == MailboxState.ACTIVE and (
+                domain is not None and domain.state != DomainState.SUSPENDED
+            )
+            return _Account(mailbox.id, str(address), active, tuple(hashes))
