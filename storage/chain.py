@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import AuditEntry, ChainHead, RoutingEntry
@@ -38,6 +38,22 @@ _MODELS: dict[str, tuple[type[AuditEntry] | type[RoutingEntry], tuple[str, ...]]
     AUDIT: (AuditEntry, AUDIT_FIELDS),
     ROUTING: (RoutingEntry, ROUTING_FIELDS),
 }
+
+
+# Statements built once: on the delivery path, building SQL expressions costs
+# more than executing them.
+_HEAD = (
+    select(ChainHead.last_id, ChainHead.last_hash)
+    .where(ChainHead.name == bindparam("chain"))
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(ChainHead.__table__)
+    .where(ChainHead.__table__.c.name == bindparam("chain"))
+    .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"))
+)
+_INSERT = {name: insert(model.__table__) for name, (model, _f) in _MODELS.items()}
+_COLUMNS = {name: [c.key for c in model.__table__.columns] for name, (model, _f) in _MODELS.items()}
 
 
 def canonical(value: Any) -> str:
@@ -72,15 +88,11 @@ def append(session: Session, chain: str, entries: list[AuditEntry] | list[Routin
     """Link and insert entries at the end of a chain, inside the caller's transaction."""
     if not entries:
         return
-    model, names = _MODELS[chain]
+    names = _MODELS[chain][1]
     # Core statements on the session's connection: this runs for every SMTP
     # command that is logged, and the ORM unit of work costs more than the SQL.
     conn = session.connection()
-    last_id, prev_hash = conn.execute(
-        select(ChainHead.last_id, ChainHead.last_hash)
-        .where(ChainHead.name == chain)
-        .with_for_update()
-    ).one()  # the head rows are created by the initial migration
+    last_id, prev_hash = conn.execute(_HEAD, {"chain": chain}).one()  # made by the migration
     for entry in entries:
         # Ids come from the head, not from an autoincrement, so they are gapless
         # and a deleted row is visible as a gap as well as a broken link.
@@ -89,13 +101,9 @@ def append(session: Session, chain: str, entries: list[AuditEntry] | list[Routin
         entry.prev_hash = prev_hash
         entry.hash = entry_hash(prev_hash, _field_values(entry, names))
         prev_hash = entry.hash
-    columns = [c.key for c in model.__table__.columns]
-    conn.execute(insert(model), [{c: getattr(e, c) for c in columns} for e in entries])
-    conn.execute(
-        update(ChainHead)
-        .where(ChainHead.name == chain)
-        .values(last_id=last_id, last_hash=prev_hash)
-    )
+    columns = _COLUMNS[chain]
+    conn.execute(_INSERT[chain], [{c: getattr(e, c) for c in columns} for e in entries])
+    conn.execute(_MOVE_HEAD, {"chain": chain, "new_last_id": last_id, "new_last_hash": prev_hash})
 
 
 @dataclass(frozen=True, slots=True)

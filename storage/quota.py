@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from policy.quota import QuotaLevel, QuotaSnapshot
@@ -57,6 +57,22 @@ def _owners(session: Session, mailbox_ids: list[int]) -> dict[int, tuple[int, in
     return {m: _owner_cache[m] for m in mailbox_ids}
 
 
+def _charge_statement(model: type[Mailbox | Domain | Client | Organization]) -> Update:
+    # Built once: constructing SQL expressions costs more than running them.
+    table = model.__table__
+    delta = bindparam("delta")
+    fits = or_(delta <= 0, table.c.quota_bytes.is_(None),
+               table.c.used_bytes + delta <= table.c.quota_bytes)  # fmt: skip
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"), fits)
+        .values(used_bytes=table.c.used_bytes + delta)
+    )
+
+
+_CHARGE = {name: _charge_statement(model) for name, model in _LEVELS}
+
+
 def charge(session: Session, sizes: Mapping[int, int]) -> None:
     """Charge ``sizes`` (mailbox id → bytes; negative refunds) at every level, or raise."""
     if not sizes:
@@ -69,15 +85,10 @@ def charge(session: Session, sizes: Mapping[int, int]) -> None:
         per_level["domain"][domain_id] += size
         per_level["client"][client_id] += size
         per_level["organization"][org_id] += size
-    conn = session.connection()  # Core: this runs for every delivered copy
-    for name, model in _LEVELS:
-        table = model.__table__
+    conn = session.connection()
+    for name, _model in _LEVELS:
         for row_id, delta in sorted(per_level[name].items()):
-            stmt = update(table).where(table.c.id == row_id)
-            if delta > 0:
-                fits = table.c.used_bytes + delta <= table.c.quota_bytes
-                stmt = stmt.where(table.c.quota_bytes.is_(None) | fits)
-            result = conn.execute(stmt.values(used_bytes=table.c.used_bytes + delta))
+            result = conn.execute(_CHARGE[name], {"row_id": row_id, "delta": delta})
             if result.rowcount != 1:
                 raise QuotaExceeded(name, str(row_id))
 
@@ -92,12 +103,13 @@ _SNAPSHOT = (
     .join(Domain, Mailbox.domain_id == Domain.id)
     .join(Client, Domain.client_id == Client.id)
     .join(Organization, Client.organization_id == Organization.id)
+    .where(Mailbox.id == bindparam("mailbox_id"))
 )  # fmt: skip
 
 
 def snapshot(session: Session, mailbox_id: int) -> QuotaSnapshot:
     """Usage and limits at every level, in one query (it runs for every recipient)."""
-    row = session.connection().execute(_SNAPSHOT.where(Mailbox.id == mailbox_id)).first()
+    row = session.connection().execute(_SNAPSHOT, {"mailbox_id": mailbox_id}).first()
     if row is None:
         raise LookupError(mailbox_id)
     scopes = ("mailbox", "domain", "client", "organization")
