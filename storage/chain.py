@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from storage.models import AuditEntry, ChainHead, RoutingEntry
 
@@ -84,26 +84,95 @@ def _field_values(entry: AuditEntry | RoutingEntry, names: tuple[str, ...]) -> l
     ]
 
 
+_TAILS = "mailward.chain_tails"
+_HOOKED = "mailward.chain_hooked"
+
+
+@dataclass(slots=True)
+class _Tail:
+    """A chain's end as the current transaction sees it, and the rows it will add."""
+
+    last_id: int
+    last_hash: str
+    pending: list[dict[str, Any]]
+
+
 def append(session: Session, chain: str, entries: list[AuditEntry] | list[RoutingEntry]) -> None:
-    """Link and insert entries at the end of a chain, inside the caller's transaction."""
+    """Link entries at the end of a chain; they are written when the transaction commits.
+
+    The head row is locked at the first append of a transaction and all of the
+    transaction's entries go in with one multi-row INSERT and one head update
+    just before COMMIT, so a batch of a hundred logged SMTP commands costs
+    three statements, not three hundred.
+    """
     if not entries:
         return
     names = _MODELS[chain][1]
-    # Core statements on the session's connection: this runs for every SMTP
-    # command that is logged, and the ORM unit of work costs more than the SQL.
-    conn = session.connection()
-    last_id, prev_hash = conn.execute(_HEAD, {"chain": chain}).one()  # made by the migration
+    tail = _tail(session, chain)
+    columns = _COLUMNS[chain]
     for entry in entries:
         # Ids come from the head, not from an autoincrement, so they are gapless
         # and a deleted row is visible as a gap as well as a broken link.
-        last_id += 1
-        entry.id = last_id
-        entry.prev_hash = prev_hash
-        entry.hash = entry_hash(prev_hash, _field_values(entry, names))
-        prev_hash = entry.hash
-    columns = _COLUMNS[chain]
-    conn.execute(_INSERT[chain], [{c: getattr(e, c) for c in columns} for e in entries])
-    conn.execute(_MOVE_HEAD, {"chain": chain, "new_last_id": last_id, "new_last_hash": prev_hash})
+        tail.last_id += 1
+        entry.id = tail.last_id
+        entry.prev_hash = tail.last_hash
+        entry.hash = entry_hash(tail.last_hash, _field_values(entry, names))
+        tail.last_hash = entry.hash
+        tail.pending.append({c: getattr(entry, c) for c in columns})
+
+
+def _tail(session: Session, chain: str) -> _Tail:
+    tails: dict[str, _Tail] | None = session.info.get(_TAILS)
+    if tails is None:
+        tails = session.info[_TAILS] = {}
+        if not session.info.get(_HOOKED):
+            # Listeners stay for the session's life; they act only when tails exist.
+            session.info[_HOOKED] = True
+            event.listen(session, "before_commit", _write_pending)
+            event.listen(session, "after_transaction_end", _forget_pending)
+    tail = tails.get(chain)
+    if tail is None:
+        row = session.connection().execute(_HEAD, {"chain": chain}).one()  # made by migration
+        tail = tails[chain] = _Tail(row.last_id, row.last_hash, [])
+    return tail
+
+
+def _write_pending(session: Session) -> None:
+    tails: dict[str, _Tail] = session.info.pop(_TAILS, {})
+    conn = session.connection()
+    for chain, tail in tails.items():
+        if tail.pending:
+            conn.execute(_INSERT[chain], tail.pending)
+            conn.execute(_MOVE_HEAD, {"chain": chain, "new_last_id": tail.last_id,
+                                      "new_last_hash": tail.last_hash})  # fmt: skip
+
+
+def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
+    # Only the outermost transaction's end matters: a SAVEPOINT that rolls
+    # back is rewound by its owner (``rewind``), the others' entries stay.
+    if transaction.parent is None:
+        session.info.pop(_TAILS, None)
+
+
+Mark = dict[str, tuple[int, str, int]]
+
+
+def mark(session: Session) -> Mark:
+    """Where every chain's tail stands now, to rewind to if a SAVEPOINT rolls back."""
+    tails: dict[str, _Tail] = session.info.get(_TAILS, {})
+    return {c: (t.last_id, t.last_hash, len(t.pending)) for c, t in tails.items()}
+
+
+def rewind(session: Session, to: Mark) -> None:
+    tails: dict[str, _Tail] = session.info.get(_TAILS, {})
+    for chain, tail in tails.items():
+        if chain in to:
+            tail.last_id, tail.last_hash, kept = to[chain]
+            del tail.pending[kept:]
+        else:
+            tail.last_id -= len(tail.pending)
+            tail.last_hash = tail.pending[0]["prev_hash"] if tail.pending else tail.last_hash
+            tail.pending.clear()
 
 
 @dataclass(frozen=True, slots=True)

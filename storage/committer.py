@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from storage import chain
 from storage.db import Database, StorageUnavailable
 
 T = TypeVar("T")
@@ -80,10 +81,12 @@ class GroupCommitter:
                     if not isolated:
                         outcomes.append((True, work(session)))
                         continue
+                    position = chain.mark(session)
                     try:
                         with session.begin_nested():
                             outcomes.append((True, work(session)))
                     except Exception as exc:  # the unit's own failure, e.g. QuotaExceeded
+                        chain.rewind(session, position)  # its log entries go with it
                         outcomes.append((False, exc))
         except Exception as exc:
             log.exception("group commit of %d units failed", len(batch))
