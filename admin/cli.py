@@ -21,6 +21,7 @@ from pathlib import Path
 
 from admin import (
     cli_directory,
+    cli_identity,
     cli_init,
     cli_logs,
     cli_mailbox,
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run every server in one process")
     serve.set_defaults(handler=cmd_serve, mutates=False)
 
-    for module in (cli_directory, cli_people, cli_mailbox, cli_rules, cli_logs, cli_store):
+    for module in (cli_directory, cli_people, cli_mailbox, cli_rules, cli_logs, cli_store,
+                   cli_identity):  # fmt: skip
         module.register(commands, common)
     return parser
 

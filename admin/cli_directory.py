@@ -55,11 +55,13 @@ def register(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     add_verb(domain, common, "list", domain_list, "list hosted domains")
     p = add_verb(domain, common, "show", domain_show, "show a domain, its rules and admins")
     p.add_argument("name")
-    for verb, state in (("suspend", "suspended"), ("activate", "active")):
-        p = add_verb(domain, common, verb, domain_state, f"make a domain {state}", mutates=True)
-        p.add_argument("name")
-        p.add_argument("--reason", required=True)
-        p.set_defaults(state=state)
+    p = add_verb(domain, common, "activate", domain_state, "make a domain active", mutates=True)
+    p.add_argument("name")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(state="active")
+    from admin.cli_offboarding import register_domain_verbs  # suspend revokes access too
+
+    register_domain_verbs(domain, common)
     p = add_verb(
         domain, common, "policy", domain_policy, "set a domain's forwarding policy", mutates=True
     )

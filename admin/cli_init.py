@@ -7,6 +7,12 @@ operator to name. It seeds either the demo agency (``--demo``) or, for a real
 installation, the organization and its first owner operator (``--org``,
 ``--operator``, ``--person`` and an out-of-band ``--email`` or ``--phone``);
 every other operator is then created by an existing one with ``--as``.
+
+No password is printed or chosen here: the first operator receives a one-time
+setup link through the notification channel (the file sink,
+``<data>/outbox/``, in a fresh data folder) and sets their own password in
+the browser. The demo also leaves a pending mailbox invite there, so a
+newcomer can open it and set up a mailbox the way an owner would.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
 from admin.cli_base import Context, Subcommands
+from admin.cli_identity import identity_env
 from admin.cli_output import CLIError, Detail
-from admin.demo import DEMO_ORGANIZATION, INIT_ACTOR, seed_demo
+from admin.demo import DEMO_ORGANIZATION, INIT_ACTOR, seed_demo, seed_demo_identity
 from admin.services import directory as d
+from admin.services.operators import create_setup_link
 from storage.db import Database
 from storage.models import Operator, Organization
 
@@ -82,12 +90,17 @@ def _demo(ctx: Context, db: Database, lines: list[str]) -> dict[str, Any] | str:
         lines.append(f"demo: {DEMO_ORGANIZATION!r} is already present; nothing added")
         return "present"
     summary = seed_demo(db, ctx.now)  # refuses a control plane that holds other data
+    links = seed_demo_identity(db, identity_env(ctx), ctx.now)
     lines.append(f"demo: seeded organization {summary.organization!r}")
     for key, values in summary.as_dict().items():
         if isinstance(values, list):
             lines += [f"  {key}:"] + [f"    {v}" for v in values]
+    outbox = ctx.data_dir / "outbox"
     lines.append(f"try: mailward --data {ctx.data_dir} mailbox show alice@acme.test")
-    return summary.as_dict()
+    lines.append(f"invite: Erin Ford is invited to acme.test; the link is in {outbox}/ "
+                 f"({links.invite}): run `mailward serve` and open it in a browser")  # fmt: skip
+    lines.append(f"operator: the setup link for 'admin' is in {outbox}/ ({links.operator_setup})")
+    return {**summary.as_dict(), "invite": links.invite, "operator_setup": links.operator_setup}
 
 
 def _first_operator(
@@ -116,7 +129,7 @@ def _first_operator(
             contact_email=args.email,
             contact_phone=args.phone,
         )
-        d.create_operator(
+        operator = d.create_operator(
             session,
             actor=INIT_ACTOR,
             now=ctx.now,
@@ -124,13 +137,23 @@ def _first_operator(
             username=args.first_operator,
             roles=[("owner", None)],
         )
+        setup = create_setup_link(
+            session, identity_env(ctx), actor=INIT_ACTOR, now=ctx.now, operator=operator
+        )
+    sent = ", ".join(f"{x.channel}:{x.reference}" for x in setup.deliveries)
     lines.append(
         f"organization {org.name!r} with owner operator {args.first_operator!r} "
         f"({person.name}); act as them with --as {args.first_operator}"
+    )
+    contact = person.contact_email or person.contact_phone
+    lines.append(
+        f"a one-time setup link for {args.first_operator!r} went to {contact} ({sent}; the file "
+        f"sink writes {ctx.data_dir / 'outbox'}/): they choose their own password there"
     )
     return {
         "organization": org.name,
         "username": args.first_operator,
         "person": person.name,
         "roles": ["owner"],
+        "setup_link_sent": sent,
     }

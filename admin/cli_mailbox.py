@@ -57,11 +57,13 @@ def register(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         mailbox, common, "show", mailbox_show, "owner, who can reset it, what changed last, rules"
     )
     p.add_argument("address")
-    for verb, state in (("suspend", "suspended"), ("activate", "active")):
-        p = add_verb(mailbox, common, verb, mailbox_state, f"make a mailbox {state}", mutates=True)
-        p.add_argument("address")
-        p.add_argument("--reason", required=True)
-        p.set_defaults(state=state)
+    p = add_verb(mailbox, common, "activate", mailbox_state, "make a mailbox active", mutates=True)
+    p.add_argument("address")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(state="active")
+    from admin.cli_offboarding import register_mailbox_verbs  # suspend, transfer, export, delete
+
+    register_mailbox_verbs(mailbox, common)
 
 
 def address_of(mailbox: Mailbox) -> str:

@@ -12,6 +12,7 @@ from admin.cli_base import Context, Subcommands, add_noun, add_verb, count
 from admin.cli_output import Detail, Listing
 from admin.services import directory as d
 from storage.models import Domain, Mailbox, Operator, OperatorRole, Person, Role, RoleMember
+from storage.models_identity import OperatorTOTP
 
 
 def register(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -49,6 +50,9 @@ def register(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         "a domain; repeat for each",
     )
     add_verb(operator, common, "list", operator_list, "list operators and their roles")
+    from admin.cli_identity import register_operator_verbs  # setup-link, sessions, api-token
+
+    register_operator_verbs(operator, common)
 
 
 def _organization(session: Session, name: str | None) -> Any:
@@ -154,7 +158,7 @@ def _operator_row(session: Session, operator: Operator) -> dict[str, Any]:
         "roles": operator_roles(session, operator.id),
         "active": operator.active,
         "password_set": operator.password_hash is not None,
-        "totp": operator.totp_secret_hash is not None,
+        "totp": session.get(OperatorTOTP, operator.id) is not None,
         "created_at": operator.created_at,
     }
 
@@ -176,7 +180,8 @@ def operator_create(ctx: Context, args: argparse.Namespace) -> Detail:
     return Detail(
         row,
         message=f"created operator {operator.username!r} for {person.name!r} "
-        f"({', '.join(row['roles'])}); no password is set yet",
+        f"({', '.join(row['roles'])}); they set their own password through a link: "
+        f"mailward operator setup-link {operator.username} --as USERNAME",
     )
 
 

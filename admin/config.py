@@ -68,6 +68,15 @@ class IMAPOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyOptions:
+    # How invites, setup links and temporary credentials reach people out of
+    # band: "file" (<data>/outbox/, development), "webhook", "email".
+    channels: list[str] = field(default_factory=lambda: ["file"])
+    webhook_url: str = ""
+    mail_from: str = ""  # default: mailward@<hostname>
+
+
+@dataclass(frozen=True, slots=True)
 class TLSFiles:
     cert_file: str = ""
     key_file: str = ""
@@ -83,6 +92,7 @@ class Settings:
     imap: IMAPOptions = field(default_factory=IMAPOptions)
     dns: DNSOptions = field(default_factory=DNSOptions)
     queue: QueueOptions = field(default_factory=QueueOptions)
+    notify: NotifyOptions = field(default_factory=NotifyOptions)
     tls: TLSFiles = field(default_factory=TLSFiles)
 
     @property
@@ -127,7 +137,7 @@ def load_settings(data_dir: Path) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     sections = {"listen": Listen, "smtp": SMTPLimits, "imap": IMAPOptions, "dns": DNSOptions,
-                "queue": QueueOptions, "tls": TLSFiles}  # fmt: skip
+                "queue": QueueOptions, "notify": NotifyOptions, "tls": TLSFiles}  # fmt: skip
     top = {"hostname", "database_url"}
     unknown = set(raw) - set(sections) - top
     if unknown:

@@ -14,8 +14,12 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from admin.notify import Delivery
 from admin.services import ServiceError
 from admin.services import directory as d
+from admin.services.identity import IdentityEnv
+from admin.services.invites import create_invite
+from admin.services.operators import create_setup_link
 from admin.services.rules import add_alias
 from storage.db import Database
 from storage.models import Organization
@@ -64,6 +68,44 @@ class DemoSummary:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+# The newcomer of the demo: invited, not yet set up. ``mailward init --demo``
+# leaves the invite in the outbox so that they can be set up in the browser.
+DEMO_INVITEE = ("Erin Ford", "erin.ford@example.org", "erin")
+DEMO_INVITE_DOMAIN = "acme.test"
+DEMO_OPERATOR = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoLinks:
+    invite: str  # the outbox file holding the invite (its name, not the link)
+    operator_setup: str
+
+
+def seed_demo_identity(db: Database, env: IdentityEnv, now: datetime) -> DemoLinks:
+    """A pending invite for the demo newcomer and a setup link for the demo owner operator.
+
+    Both go through the notification channels like any other (the file sink
+    in a fresh data folder); nothing secret is returned, only where it went.
+    """
+    name, email, local_part = DEMO_INVITEE
+    with db.session() as session:
+        org = session.scalars(
+            select(Organization).where(Organization.name == DEMO_ORGANIZATION)
+        ).one()
+        person = d.create_person(session, actor=INIT_ACTOR, now=now, organization=org, name=name,
+                                 contact_email=email)  # fmt: skip
+        issued = create_invite(session, env, operator=None, system_actor=INIT_ACTOR, now=now,
+                               domain=d.get_domain(session, DEMO_INVITE_DOMAIN), owner=person,
+                               local_part=local_part)  # fmt: skip
+        setup = create_setup_link(session, env, actor=INIT_ACTOR, now=now,
+                                  operator=d.find_operator(session, DEMO_OPERATOR))  # fmt: skip
+    return DemoLinks(invite=_where(issued.deliveries), operator_setup=_where(setup.deliveries))
+
+
+def _where(deliveries: list[Delivery]) -> str:
+    return ", ".join(f"{x.channel}:{x.reference}" for x in deliveries)
 
 
 def is_seeded(db: Database) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from pathlib import Path
 
 from admin.certs import ensure_self_signed, server_context
 from admin.config import Settings
+from admin.notify import NotifySettings
+from admin.web.context import services_from_settings
+from admin.web.server import AdminServer, start_admin
 from imap.auth import Authenticator
 from imap.config import IMAPSettings
 from imap.events import MailboxEvents
@@ -49,8 +53,11 @@ class Running:
     db: Database
     agent: DeliveryAgent
     servers: dict[str, asyncio.Server]
+    admin: AdminServer
 
     def port(self, name: str) -> int:
+        if name == "admin":
+            return self.admin.port
         return listening_port(self.servers[name])
 
 
@@ -117,6 +124,15 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
         settings=SubmissionSettings(max_message_bytes=settings.smtp.max_message_bytes),
     )  # fmt: skip
     servers: dict[str, asyncio.Server] = {}
+    # Bind the admin socket first: the links the services send must name its port.
+    admin_sock = socket.create_server((settings.listen.host, settings.listen.admin_port))
+    services = services_from_settings(
+        db, settings, port=admin_sock.getsockname()[1],
+        notify=NotifySettings(channels=tuple(settings.notify.channels),
+                              webhook_url=settings.notify.webhook_url,
+                              mail_from=settings.notify.mail_from),
+    )  # fmt: skip
+    admin: AdminServer | None = None
     queue.start()
     try:
         servers["smtp"] = await start_inbound(
@@ -134,8 +150,13 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
         servers["imaps"] = await start_imap(imap, host=settings.listen.host,
                                             port=settings.listen.imaps_port, tls_context=tls,
                                             implicit_tls=True)  # fmt: skip
-        yield Running(db, agent, servers)
+        admin = await start_admin(services, sock=admin_sock)
+        yield Running(db, agent, servers, admin)
     finally:
+        if admin is not None:
+            await admin.stop()
+        else:
+            admin_sock.close()
         for server in servers.values():
             server.close()
         with contextlib.suppress(TimeoutError):
@@ -165,6 +186,7 @@ async def serve_forever(settings: Settings) -> None:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 print(f"{name:<12} listening on {host}:{port}", flush=True)
+        print(f"{'admin':<12} http://{stack.admin.host}:{stack.admin.port}/", flush=True)
         print(f"data folder  {settings.data_dir.resolve()}", flush=True)
         await stop.wait()
         print("shutting down", flush=True)

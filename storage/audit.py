@@ -16,7 +16,11 @@ from sqlalchemy.orm import Session
 from storage import chain
 from storage.models import AuditEntry, Base
 
-SECRET_COLUMNS = frozenset({"password_hash", "token_sha256", "totp_secret_hash"})
+SECRET_COLUMNS = frozenset(
+    {"password_hash", "token_sha256", "totp_secret_hash",
+     # storage.models_identity
+     "code_hash", "temp_credential_sha256", "verification_hash", "secret_encrypted"}
+)  # fmt: skip
 
 
 def snapshot(row: Base | None) -> dict[str, Any] | None:

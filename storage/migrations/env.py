@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import storage.models_identity
 import storage.models_outbound  # noqa: F401  (registers its tables on Base.metadata)
 from storage.models import Base
 

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -49,6 +51,9 @@ def test_serve_delivers_demo_mail_and_stops_on_sigterm(tmp_path: Path) -> None:
             if line.startswith("data folder"):
                 break
         assert any(f"127.0.0.1:{smtp_port}" in line for line in lines), lines
+        admin_url = f"http://127.0.0.1:{ports['admin_port']}/"
+        assert any(admin_url in line for line in lines), lines
+        assert httpx.get(admin_url, timeout=10).status_code == 200
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
             client.sendmail("s@remote.example", ["alice@acme.test"], b"Subject: hi\r\n\r\nhi\r\n")
         assert len(list((data / "mail/acme.test/alice/new").iterdir())) == 1
