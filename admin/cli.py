@@ -26,6 +26,7 @@ from admin import (
     cli_logs,
     cli_mailbox,
     cli_people,
+    cli_queue,
     cli_rules,
     cli_store,
 )
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve, mutates=False)
 
     for module in (cli_directory, cli_people, cli_mailbox, cli_rules, cli_logs, cli_store,
-                   cli_identity):  # fmt: skip
+                   cli_identity, cli_queue):  # fmt: skip
         module.register(commands, common)
     return parser
 
