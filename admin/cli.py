@@ -6,6 +6,13 @@ after the command: every subparser gets them from a parent parser whose
 defaults are suppressed, so a value given after the command overrides the
 top-level default instead of being reset by it.
 
+Authorization happens once per change, in the service the command calls
+(``admin.services.permissions.authorize``); reads are checked here, once for
+every read verb: with ``--as``, the operator must hold a role. A read
+without ``--as`` is the local administrator of the data folder, who can read
+the database file anyway. A refused change or read exits 2 like any other
+refusal.
+
 The clock is read once here, at the edge, and passed to the services. Errors a
 user can cause (refused changes, unknown names, bad configuration, an
 unreachable database) print ``error: ...`` and exit 2; no traceback.
@@ -34,6 +41,8 @@ from admin.cli_base import NO_ACTOR, Context
 from admin.cli_output import CLIError, Detail, Listing, emit
 from admin.config import ConfigError
 from admin.services import ServiceError
+from admin.services.permissions import authorize
+from policy.permissions import Action
 from storage.db import StorageUnavailable
 
 EXIT_USAGE = 2
@@ -101,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.mutates and not args.operator:
             raise CLIError(NO_ACTOR)
+        if getattr(args, "reads", False) and args.operator:
+            with ctx.session() as session:
+                authorize(session, ctx.actor(session), Action.READ)
         result: Listing | Detail | int = args.handler(ctx, args)
         return result if isinstance(result, int) else emit(result, as_json=args.json)
     except StorageUnavailable as exc:

@@ -6,7 +6,10 @@ handlers take ``(ctx, args)`` and return a ``Listing`` or a ``Detail``.
 A verb registered with ``mutates=True`` changes the control plane, so
 ``admin.cli`` refuses it before touching the database unless ``--as`` names
 the acting operator; the handler then resolves that operator inside its own
-transaction with ``ctx.actor(session)``, which is what the audit entry names.
+transaction with ``ctx.actor(session)``, which is what the audit entry names,
+and the service it calls checks that operator's roles (``policy.permissions``).
+Every other verb reads; when ``--as`` names an operator for a read,
+``admin.cli`` first checks that they may read at all (hold any role).
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def add_verb(
     mutates: bool = False,
 ) -> argparse.ArgumentParser:
     parser = verbs.add_parser(name, parents=[common], help=help, description=help)
-    parser.set_defaults(handler=handler, mutates=mutates)
+    parser.set_defaults(handler=handler, mutates=mutates, reads=not mutates)
     return parser
 
 

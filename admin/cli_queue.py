@@ -1,8 +1,9 @@
 """``mailward queue …`` and ``mailward dkim …``: the outbound queue and signing keys.
 
-Queue changes and key rotations are audited like every other change. Private
-keys never leave the data folder: ``dkim show`` prints only the public DNS
-records.
+Queue changes and key rotations are audited like every other change, and
+checked against ``policy.permissions`` (through ``authorize``) before the
+queue or a key file is touched. Private keys never leave the data folder:
+``dkim show`` prints only the public DNS records.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from admin.cli_base import Context, Subcommands, add_noun, add_verb
 from admin.cli_output import CLIError, Detail, Listing
 from admin.services import directory
+from admin.services.permissions import authorize
 from mta.dkim_keys import KeyStore
 from mta.queue import admin as queue_admin
+from policy.permissions import Action
 from storage import audit
 
 
@@ -71,8 +76,10 @@ def queue_show(ctx: Context, args: argparse.Namespace) -> Detail:
 def queue_change(ctx: Context, args: argparse.Namespace) -> Detail:
     change = getattr(queue_admin, args.change)
     with ctx.session() as session:
+        actor = ctx.actor(session)
+        authorize(session, actor, Action(f"queue.{args.change}"))
         try:
-            view = change(session, args.queue_id.upper(), actor=ctx.actor(session), now=ctx.now,
+            view = change(session, args.queue_id.upper(), actor=actor, now=ctx.now,
                           reason=args.reason)  # fmt: skip
         except queue_admin.QueueError as exc:
             raise CLIError(str(exc)) from exc
@@ -99,13 +106,21 @@ def dkim_show(ctx: Context, args: argparse.Namespace) -> Detail:
                   lines=[r["zone"] for r in records] or ["no keys yet: run dkim rotate"])
 
 
+def _authorized(ctx: Context, session: Session, action: Action, name: str) -> tuple[str, str]:
+    """The acting operator and the domain's name, once the operator may act on its keys."""
+    actor = ctx.actor(session)
+    domain = directory.get_domain(session, name)
+    authorize(session, actor, action, domain)  # before any key file is written
+    return actor, domain.name
+
+
 def dkim_rotate(ctx: Context, args: argparse.Namespace) -> Detail:
     keys = _keys(ctx)
     with ctx.session() as session:
-        domain = directory.get_domain(session, args.domain).name
+        actor, domain = _authorized(ctx, session, Action.DKIM_ROTATE, args.domain)
         before = asdict(keys.state(domain))
         step = keys.rotate(domain, ctx.now)
-        audit.record(session, actor=ctx.actor(session), action=f"dkim.{step.action}",
+        audit.record(session, actor=actor, action=f"dkim.{step.action}",
                      target=f"domain:{domain}", now=ctx.now, before=before,
                      after=asdict(keys.state(domain)))  # fmt: skip
     records = _records(keys, domain)
@@ -117,10 +132,10 @@ def dkim_rotate(ctx: Context, args: argparse.Namespace) -> Detail:
 def dkim_retire(ctx: Context, args: argparse.Namespace) -> Detail:
     keys = _keys(ctx)
     with ctx.session() as session:
-        domain = directory.get_domain(session, args.domain).name
+        actor, domain = _authorized(ctx, session, Action.DKIM_RETIRE, args.domain)
         before = asdict(keys.state(domain))
         retired = keys.retire(domain)
-        audit.record(session, actor=ctx.actor(session), action="dkim.retire",
+        audit.record(session, actor=actor, action="dkim.retire",
                      target=f"domain:{domain}", now=ctx.now, before=before,
                      after=asdict(keys.state(domain)))  # fmt: skip
     return Detail({"domain": domain, "retired": list(retired)},

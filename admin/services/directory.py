@@ -1,4 +1,8 @@
-"""Organizations, clients, domains, people, roles, operators and mailboxes."""
+"""Organizations, clients, domains, people, roles, operators and mailboxes.
+
+Each change starts with ``authorize``: the acting operator's roles are
+checked against ``policy.permissions`` before anything is touched.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from admin.services import NotFound, ServiceError
+from admin.services.permissions import authorize
 from policy.addresses import Address, AddressError, normalize_domain
 from policy.governance import DEFAULT_MAX_RULE_DAYS
+from policy.permissions import Action
 from policy.routing import DomainState, MailboxState
 from storage import audit
 from storage.models import (
@@ -73,6 +79,7 @@ def default_organization(session: Session) -> Organization:
 def create_organization(
     session: Session, *, actor: str, now: datetime, name: str, quota_bytes: int | None = None
 ) -> Organization:
+    authorize(session, actor, Action.ORGANIZATION_CREATE)
     org = Organization(name=name, quota_bytes=quota_bytes, used_bytes=0, created_at=now)
     session.add(org)
     _flush(session, f"organization {name!r}")
@@ -89,11 +96,13 @@ def set_quota(
     row: Organization | Client | Domain | Mailbox,
     quota_bytes: int | None,
 ) -> None:
+    kind = type(row).__tablename__
+    domain = row if isinstance(row, Domain) else row.domain if isinstance(row, Mailbox) else None
+    authorize(session, actor, Action(f"{kind}.quota"), domain)
     if quota_bytes is not None and quota_bytes < 0:
         raise ServiceError("a quota cannot be negative")
     before = audit.snapshot(row)
     row.quota_bytes = quota_bytes
-    kind = type(row).__tablename__
     # Name the target the way its create entry does, so one query finds its history.
     name = f"{row.local_part}@{row.domain.name}" if isinstance(row, Mailbox) else row.name
     audit.record(session, actor=actor, action=f"{kind}.quota", target=f"{kind}:{name}",
@@ -116,6 +125,7 @@ def create_client(
     name: str,
     quota_bytes: int | None = None,
 ) -> Client:
+    authorize(session, actor, Action.CLIENT_CREATE)
     client = Client(organization_id=organization.id, name=name, quota_bytes=quota_bytes,
                     used_bytes=0, created_at=now)  # fmt: skip
     session.add(client)
@@ -145,6 +155,7 @@ def create_domain(
     name: str,
     quota_bytes: int | None = None,
 ) -> Domain:
+    authorize(session, actor, Action.DOMAIN_CREATE)
     try:
         name = normalize_domain(name)
     except AddressError as exc:
@@ -168,6 +179,7 @@ def set_domain_policy(
     external_forwarding: bool | None = None,
     max_rule_days: int | None = None,
 ) -> Domain:
+    authorize(session, actor, Action.DOMAIN_POLICY, domain)
     before = audit.snapshot(domain)
     if external_forwarding is not None:
         domain.external_forwarding = external_forwarding
@@ -183,6 +195,10 @@ def set_domain_policy(
 def set_domain_state(
     session: Session, *, actor: str, now: datetime, domain: Domain, state: str, reason: str
 ) -> Domain:
+    # Suspending only takes access away (an offboarding step a domain-admin
+    # may take); activating or freezing is the agency's call.
+    suspend = state == DomainState.SUSPENDED
+    authorize(session, actor, Action.DOMAIN_SUSPEND if suspend else Action.DOMAIN_STATE, domain)
     try:
         DomainState(state)
     except ValueError as exc:
@@ -210,6 +226,7 @@ def create_person(
     contact_email: str | None = None,
     contact_phone: str | None = None,
 ) -> Person:
+    authorize(session, actor, Action.PERSON_CREATE)
     if not name.strip():
         raise ServiceError("a person needs a name")
     if contact_email:
@@ -252,6 +269,7 @@ def create_role(
     session: Session, *, actor: str, now: datetime, organization: Organization, name: str,
     members: list[Person],
 ) -> Role:  # fmt: skip
+    authorize(session, actor, Action.ROLE_CREATE)
     if not members:
         raise ServiceError("a role that owns mail needs at least one assigned person")
     role = Role(organization_id=organization.id, name=name, created_at=now)
@@ -282,6 +300,7 @@ def create_operator(
     username: str,
     roles: list[tuple[str, Domain | None]],
 ) -> Operator:
+    authorize(session, actor, Action.OPERATOR_CREATE)
     if not _USERNAME.match(username):
         raise ServiceError("operator usernames are 2-63 characters of a-z 0-9 . _ -")
     for role, domain in roles:
@@ -331,6 +350,7 @@ def create_mailbox(
     state: MailboxState = MailboxState.ACTIVE,
     allow_reserved: bool = False,
 ) -> Mailbox:
+    authorize(session, actor, Action.MAILBOX_CREATE, domain)
     local_part = validate_local_part(local_part)
     if local_part in RESERVED_LOCAL_PARTS and not allow_reserved:
         raise ServiceError(f"{local_part!r} is a reserved name (RFC 2142); use --allow-reserved")
@@ -362,6 +382,10 @@ def get_mailbox(session: Session, address: str) -> Mailbox:
 def set_mailbox_state(
     session: Session, *, actor: str, now: datetime, mailbox: Mailbox, state: str, reason: str
 ) -> Mailbox:
+    # Suspending only takes access away, so the helpdesk may; giving it back may not.
+    suspend = state == MailboxState.SUSPENDED
+    action = Action.MAILBOX_SUSPEND if suspend else Action.MAILBOX_ACTIVATE
+    authorize(session, actor, action, mailbox.domain)
     try:
         MailboxState(state)
     except ValueError as exc:

@@ -4,6 +4,10 @@ Every rule is admitted by ``policy.governance.admit_rule`` first: purpose,
 owner, expiry within the domain's cap, and external targets only where the
 domain allows external forwarding. Rules are disabled, never deleted, so the
 record of what routed mail where stays complete.
+
+Before any of that, ``authorize`` checks the acting operator's roles
+(``policy.permissions``): routing is the owner's or the domain's
+domain-admin's to change, never the helpdesk's or an auditor's.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ from sqlalchemy.orm import Session
 
 from admin.services import NotFound, ServiceError
 from admin.services.directory import Owner, _flush, hosted_domain_names, validate_local_part
+from admin.services.permissions import authorize
 from policy.addresses import Address, AddressError
 from policy.governance import RuleRequest, admit_rule
+from policy.permissions import Action
 from storage import audit
 from storage.models import Alias, CatchAll, Domain, ForwardingRule, Mailbox
+
+RuleRow = Alias | ForwardingRule | CatchAll
 
 RULE_MODELS: dict[str, type[Alias] | type[ForwardingRule] | type[CatchAll]] = {
     "alias": Alias,
@@ -53,6 +61,7 @@ def add_alias(
     session: Session, *, actor: str, now: datetime, domain: Domain, local_part: str, target: str,
     owner: Owner | None, purpose: str | None, expires_at: datetime | None,
 ) -> Alias:  # fmt: skip
+    authorize(session, actor, Action.ALIAS_CREATE, domain)
     local_part = validate_local_part(local_part)
     address, external = _target(session, target)
     exists = session.scalars(
@@ -79,6 +88,7 @@ def add_forward(
     session: Session, *, actor: str, now: datetime, mailbox: Mailbox, target: str,
     owner: Owner | None, purpose: str | None, expires_at: datetime | None, keep_copy: bool = True,
 ) -> ForwardingRule:  # fmt: skip
+    authorize(session, actor, Action.FORWARD_CREATE, mailbox.domain)
     address, external = _target(session, target)
     _admit(purpose=purpose, owner=owner, expires_at=expires_at, external=external,
            needs_expiry=True, domain=mailbox.domain, now=now)  # fmt: skip
@@ -98,6 +108,7 @@ def set_catch_all(
     session: Session, *, actor: str, now: datetime, domain: Domain, target: str,
     owner: Owner | None, purpose: str | None, expires_at: datetime | None,
 ) -> CatchAll:  # fmt: skip
+    authorize(session, actor, Action.CATCHALL_CREATE, domain)
     address, external = _target(session, target)
     _admit(purpose=purpose, owner=owner, expires_at=expires_at, external=external,
            needs_expiry=True, domain=domain, now=now)  # fmt: skip
@@ -117,15 +128,26 @@ def set_catch_all(
     return rule
 
 
+def _domain_of(session: Session, rule: RuleRow) -> Domain:
+    if isinstance(rule, ForwardingRule):
+        mailbox = session.get(Mailbox, rule.mailbox_id)
+        assert mailbox is not None
+        return mailbox.domain
+    domain = session.get(Domain, rule.domain_id)
+    assert domain is not None
+    return domain
+
+
 def disable_rule(
     session: Session, *, actor: str, now: datetime, kind: str, rule_id: int, reason: str
-) -> Alias | ForwardingRule | CatchAll:
+) -> RuleRow:
     model = RULE_MODELS.get(kind)
     if model is None:
         raise ServiceError(f"unknown rule kind {kind!r}")
     rule = session.get(model, rule_id)
     if rule is None:
         raise NotFound(f"no {kind} rule {rule_id}")
+    authorize(session, actor, Action(f"{kind}.disable"), _domain_of(session, rule))
     before = audit.snapshot(rule)
     rule.enabled = False
     audit.record(session, actor=actor, action=f"{kind}.disable", target=f"{kind}:{rule_id}",

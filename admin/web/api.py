@@ -4,8 +4,11 @@ Authentication: ``Authorization: Bearer <API token>`` (scripts), or the
 operator session cookie plus the CSRF token in ``X-CSRF-Token`` for
 requests that change something (the browser). Every call runs as that
 operator through the same service functions as the CLI, so role checks and
-audit entries are identical. Errors are ``{"error": message}`` with 400
-(refused), 401 (not signed in), 403 (role missing or CSRF), 404 or 410.
+audit entries are identical. Reads are checked once, in ``endpoint``: a
+GET needs an operator holding some role (``policy.permissions.Action.READ``);
+only ``/api/whoami`` answers any signed-in operator. Errors are
+``{"error": message}`` with 400 (refused), 401 (not signed in), 403 (role
+missing or CSRF), 404 or 410.
 
 Responses never contain a secret of a mailbox owner: invites report where
 their link was sent, not the link (unless the organization lets the creator
@@ -32,8 +35,10 @@ from admin.services import app_passwords as ap
 from admin.services import directory as d
 from admin.services import operators as ops
 from admin.services.identity import Forbidden, LinkClosed, actor_of, address_of
+from admin.services.permissions import authorize
 from admin.web.app import MAX_FORM_BYTES, Web
 from admin.web.security import CSRF_HEADER, OPERATOR_COOKIE, csrf_ok
+from policy.permissions import Action
 from storage.models import Operator
 
 Handler = Callable[[Session, Operator, dict[str, Any], Request], Any]
@@ -79,7 +84,9 @@ def api_operator(session: Session, request: Request, now: datetime) -> Operator:
 
 
 def routes(web: Web) -> list[BaseRoute]:
-    def endpoint(handler: Handler, *, status: int = 200) -> Callable[[Request], Any]:
+    def endpoint(
+        handler: Handler, *, status: int = 200, read_check: bool = True
+    ) -> Callable[[Request], Any]:
         async def call(request: Request) -> Response:
             body: dict[str, Any] = {}
             if request.method not in SAFE_METHODS:
@@ -96,6 +103,8 @@ def routes(web: Web) -> list[BaseRoute]:
 
             def work(session: Session) -> Any:
                 operator = api_operator(session, request, web.now())
+                if read_check and request.method in SAFE_METHODS:
+                    authorize(session, actor_of(operator), Action.READ)
                 return handler(session, operator, body, request)
 
             try:
@@ -118,7 +127,8 @@ def routes(web: Web) -> list[BaseRoute]:
 
     a = APIHandlers(web)
     return [
-        Route("/api/whoami", endpoint(a.whoami), methods=["GET"]),
+        # whoami names only the caller, so it answers every signed-in operator.
+        Route("/api/whoami", endpoint(a.whoami, read_check=False), methods=["GET"]),
         Route("/api/invites", endpoint(a.list_invites), methods=["GET"]),
         Route("/api/invites", endpoint(a.create_invite, status=201), methods=["POST"]),
         Route("/api/invites/{id:int}/revoke", endpoint(a.revoke_invite), methods=["POST"]),

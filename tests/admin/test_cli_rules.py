@@ -87,7 +87,7 @@ def test_external_forward_follows_the_domain_policy(mw: Mailward) -> None:
         "--days",
         "14",
         "--as",
-        "helpdesk",
+        "admin",
         "--json",
     )
     code, _, err = mw(*argv)
@@ -97,7 +97,7 @@ def test_external_forward_follows_the_domain_policy(mw: Mailward) -> None:
     code, rule, err = mw(*argv)
     assert code == 0, err
     assert rule["external"] is True and rule["status"] == "active"
-    assert rule["created_by"] == "operator:helpdesk" and rule["owner"] == "Alice Martin"
+    assert rule["created_by"] == "operator:admin" and rule["owner"] == "Alice Martin"
     listed = mw("forward", "list", "--mailbox", "alice@acme.test", "--json")[1]
     assert [r["id"] for r in listed] == [rule["id"]]
     shown = mw("mailbox", "show", "alice@acme.test", "--json")[1]
@@ -143,7 +143,7 @@ def test_forward_disable_needs_a_reason_and_is_audited(mw: Mailward) -> None:
         "--reason",
         "back early",
         "--as",
-        "approver",
+        "admin",
         "--json",
     )
     assert code == 0, err
@@ -151,7 +151,7 @@ def test_forward_disable_needs_a_reason_and_is_audited(mw: Mailward) -> None:
     entries = mw("log", "audit", "--target", f"forward:{rule['id']}", "--json")[1]
     assert [(e["action"], e["actor"]) for e in entries] == [
         ("forward.create", "operator:admin"),
-        ("forward.disable", "operator:approver"),
+        ("forward.disable", "operator:admin"),
     ]
     assert entries[-1]["reason"] == "back early"
     assert entries[-1]["before"]["enabled"] is True and entries[-1]["after"]["enabled"] is False
