@@ -197,6 +197,7 @@ def serve(settings: Settings) -> int:
     # aiosmtpd logs every command at INFO; the routing log is our record of
     # decisions, so its chatter would only cost CPU on the delivery path.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations at start-up are routine
     # The database thread releases the GIL inside every SQLite call and then
     # waits for the event loop to give it back: with the default 5 ms switch
     # interval each statement could cost milliseconds of convoy. Shorter
