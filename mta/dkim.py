@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import dkim
 
+from mta import dkim_rsa
+
 log = logging.getLogger("mailward.dkim")
 
 # relaxed/relaxed survives the header refolding and whitespace changes of
@@ -68,12 +70,17 @@ def sign(message: bytes, key: SigningKey, selector: str | None, domain: str) -> 
 
 
 def signature(message: bytes, key: SigningKey, selector: str | None, domain: str) -> bytes:
+    include = [h for h in SIGNED_HEADERS if _has_header(message, h)] or [b"from"]
+    if key.algorithm is Algorithm.RSA:
+        # OpenSSL for the RSA step (mta.dkim_rsa); From is oversigned as dkimpy does.
+        return dkim_rsa.signature(message, key.private, selector or key.selector,
+                                  domain.encode("idna").decode(), [*include, b"from"])  # fmt: skip
     header = dkim.DKIM(message, signature_algorithm=key.algorithm.encode()).sign(
         (selector or key.selector).encode(),
         domain.encode("idna"),
         key.private,
         canonicalize=CANONICALIZE,
-        include_headers=[h for h in SIGNED_HEADERS if _has_header(message, h)] or [b"from"],
+        include_headers=include,
     )
     return bytes(header)
 
