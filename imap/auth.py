@@ -33,20 +33,28 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from imap.config import LoginLimits
 from policy.addresses import Address, AddressError
 from policy.routing import DomainState, MailboxState
 from storage.db import Database
-from storage.directory import find_mailbox
-from storage.models import AppPassword, Domain
+from storage.models import AppPassword, Domain, Mailbox
 from storage.secrets import hash_password, verify_password
 
 SCOPE = "imap"
 # RFC 5321 §4.5.3.1.3 path limit: longer "user names" are not addresses.
 MAX_USERNAME = 256
 MAX_TRACKED_KEYS = 100_000  # bounds the failure table under a spraying attack
+
+_ACCOUNT = (
+    select(Mailbox.id, Mailbox.state, Mailbox.password_hash, Domain.state)
+    .join(Domain, Mailbox.domain_id == Domain.id)
+    .where(Domain.name == bindparam("domain"), Mailbox.local_part == bindparam("local"))
+)
+_APP_PASSWORDS = select(
+    AppPassword.id, AppPassword.password_hash, AppPassword.scopes, AppPassword.expires_at
+).where(AppPassword.mailbox_id == bindparam("mailbox_id"), AppPassword.revoked_at.is_(None))
 
 
 class LoginRefusal(StrEnum):
@@ -180,26 +188,23 @@ class Authenticator:
         except AddressError:
             return None
         now = self._now()
-        with self.db.session() as session:
-            mailbox = find_mailbox(session, address)
-            if mailbox is None:
+        # A read snapshot: a login never waits for (or holds up) a writer.
+        with self.db.reader() as session:
+            conn = session.connection()
+            row = conn.execute(_ACCOUNT, {"domain": address.domain,
+                                          "local": address.local}).first()  # fmt: skip
+            if row is None:
                 return None
-            domain = session.get(Domain, mailbox.domain_id)
-            rows = session.scalars(
-                select(AppPassword).where(
-                    AppPassword.mailbox_id == mailbox.id, AppPassword.revoked_at.is_(None)
-                )
-            )
-            usable = tuple(
-                (row.id, row.password_hash)
-                for row in rows
-                if SCOPE in {s.strip() for s in row.scopes.split(",")}
-                and (row.expires_at is None or row.expires_at > now)
-            )
-            active = mailbox.state == MailboxState.ACTIVE and (
-                domain is not None and domain.state != DomainState.SUSPENDED
-            )
-            return _Account(mailbox.id, str(address), active, mailbox.password_hash, usable)
+            mailbox_id, state, password_hash, domain_state = row
+            apps = conn.execute(_APP_PASSWORDS, {"mailbox_id": mailbox_id}).all()
+        usable = tuple(
+            (app_id, hashed)
+            for app_id, hashed, scopes, expires_at in apps
+            if SCOPE in {s.strip() for s in scopes.split(",")}
+            and (expires_at is None or expires_at > now)
+        )
+        active = state == MailboxState.ACTIVE and domain_state != DomainState.SUSPENDED
+        return _Account(mailbox_id, str(address), active, password_hash, usable)
 
     def _verify(self, account: _Account, username: str, password: str) -> str | None:
         """The credential label the password matches, or None."""

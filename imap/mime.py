@@ -49,6 +49,7 @@ from imap.mime_entity import (
     Entity,
     HeaderField,
     MessageView,
+    header_block,
     to_crlf,
 )
 from imap.mime_structure import Nested, address_list, body_structure, envelope
@@ -73,6 +74,7 @@ __all__ = [
     "body_structure",
     "decode_words",
     "envelope",
+    "header_fields",
     "header_value",
     "header_values",
     "headers_for_search",
@@ -135,7 +137,8 @@ def resolve_part(root: Entity, parts: Sequence[int]) -> Entity | None:
     return current
 
 
-def _header_fields(fields: tuple[HeaderField, ...], names: Sequence[str], keep: bool) -> bytes:
+def header_fields(fields: tuple[HeaderField, ...], names: Sequence[str], keep: bool) -> bytes:
+    """``HEADER.FIELDS`` (``keep``) or ``HEADER.FIELDS.NOT`` of a header's fields."""
     wanted = {name.lower() for name in names}
     chosen = b"".join(
         field.raw for field in fields if field.name and (field.name.lower() in wanted) == keep
@@ -151,6 +154,9 @@ def section(view: MessageView, spec: SectionLike) -> bytes:
     MIME needs a part path. HEADER.FIELDS results end with the blank line.
     """
     text = spec.text.upper() if spec.text is not None else None
+    if not spec.parts and text in (None, "HEADER"):
+        # The whole message, or its header: no need to parse the MIME structure.
+        return view.raw if text is None else header_block(view.raw)
     root = view.root
     entity = resolve_part(root, spec.parts) if spec.parts else root
     if entity is None:
@@ -167,7 +173,7 @@ def section(view: MessageView, spec: SectionLike) -> bytes:
     if text == "TEXT":
         return view.body_bytes(message)
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        return _header_fields(message.fields, spec.headers, keep=text == "HEADER.FIELDS")
+        return header_fields(message.fields, spec.headers, keep=text == "HEADER.FIELDS")
     raise ValueError(f"unknown section text {spec.text!r}")
 
 
@@ -188,6 +194,14 @@ def _literal(data: bytes) -> bytes:
 
 def render(value: object) -> bytes:
     """IMAP syntax for a nested value (see the module table)."""
+    kind = type(value)  # exact types first: ENVELOPE and BODYSTRUCTURE are all of these
+    if kind is tuple or kind is list:
+        return b"(" + b" ".join([render(item) for item in value]) + b")"  # type: ignore[attr-defined]
+    if kind is str:
+        data = value.encode("utf-8")  # type: ignore[attr-defined]
+        if _QUOTABLE.fullmatch(data) is None:
+            return _literal(data)
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     if value is None:
         return b"NIL"
     if isinstance(value, bool):
@@ -197,12 +211,9 @@ def render(value: object) -> bytes:
             raise ValueError("IMAP numbers are unsigned")
         return b"%d" % value
     if isinstance(value, str):
-        data = value.encode("utf-8")
-        if _QUOTABLE.fullmatch(data) is None:
-            return _literal(data)
-        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+        return render(str(value))
     if isinstance(value, bytes | bytearray | memoryview):
         return _literal(bytes(value))
     if isinstance(value, list | tuple):
-        return b"(" + b" ".join(render(item) for item in value) + b")"
+        return render(list(value))
     raise TypeError(f"cannot render {type(value).__name__} as IMAP data")

@@ -64,27 +64,31 @@ class HeaderField:
         return unfolded.strip(b" \t\r\n").decode("utf-8", "replace")
 
 
+# RFC 5322 §2.2 field name: printable US-ASCII except colon (the colon ends it).
+_FIELD_NAME = re.compile(rb"[\x21-\x7e]+")
+
+
 def parse_header_fields(block: bytes) -> tuple[HeaderField, ...]:
     """Split a header block (CRLF form) into fields, continuation lines attached."""
-    names: list[str] = []
-    chunks: list[list[bytes]] = []
+    fields: list[HeaderField] = []
+    name = ""
+    chunk: list[bytes] = []
     lines = block.split(CRLF)
     if lines and lines[-1] == b"":
         lines.pop()
     for line in lines:
-        line += CRLF
-        if line[:1] in (b" ", b"\t") and chunks:
-            chunks[-1].append(line)
+        if line[:1] in (b" ", b"\t") and chunk:
+            chunk.append(line)
             continue
+        if chunk:
+            fields.append(HeaderField(name, CRLF.join(chunk) + CRLF))
         colon = line.find(b":")
-        name = line[:colon].rstrip(b" \t") if colon > 0 else b""
-        if name and not all(33 <= octet <= 126 for octet in name):
-            name = b""
-        names.append(name.decode("ascii"))
-        chunks.append([line])
-    return tuple(
-        HeaderField(name, b"".join(chunk)) for name, chunk in zip(names, chunks, strict=True)
-    )
+        raw_name = line[:colon].rstrip(b" \t") if colon > 0 else b""
+        name = raw_name.decode("ascii") if _FIELD_NAME.fullmatch(raw_name) else ""
+        chunk = [line]
+    if chunk:
+        fields.append(HeaderField(name, CRLF.join(chunk) + CRLF))
+    return tuple(fields)
 
 
 def _unquote(value: str) -> str:
@@ -202,6 +206,16 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     if blank < 0:
         return end, end  # header only, no body
     return blank + 2, blank + 4
+
+
+def message_header_fields(raw: bytes) -> tuple[HeaderField, ...]:
+    """The fields of a message's (or a header block's) header, nothing else parsed."""
+    return parse_header_fields(raw[: _header_end(raw, 0, len(raw))[0]])
+
+
+def header_block(raw: bytes) -> bytes:
+    """The message header with the blank line that ends it (``BODY[HEADER]``), unparsed."""
+    return raw[: _header_end(raw, 0, len(raw))[1]]
 
 
 def split_multipart(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:

@@ -23,6 +23,8 @@ from imap.mime_entity import Entity, MessageView, parse_params
 Nested = None | int | str | tuple["Nested", ...]
 
 _ENVELOPE_ADDRESSES = ("From", "Sender", "Reply-To", "To", "Cc", "Bcc")
+_ENVELOPE_FIELDS = frozenset(
+    {"date", "subject", "in-reply-to", "message-id", *(n.lower() for n in _ENVELOPE_ADDRESSES)})
 _SPECIALS = frozenset('()<>@,;:\\".[]')
 
 
@@ -162,21 +164,27 @@ def address_list(value: str | None) -> tuple[Nested, ...] | None:
 
 def envelope_of(entity: Entity) -> tuple[Nested, ...]:
     """ENVELOPE of a message (the root, or an encapsulated message/rfc822)."""
-    addresses = {name: address_list(entity.header(name)) for name in _ENVELOPE_ADDRESSES}
+    first: dict[str, str] = {}  # lower-case name → value of its first field
+    for field in entity.fields:
+        if field.name:
+            name = field.name.lower()
+            if name in _ENVELOPE_FIELDS and name not in first:
+                first[name] = field.value
+    addresses = {name: address_list(first.get(name.lower())) for name in _ENVELOPE_ADDRESSES}
     # RFC 3501 §7.4.2: absent or empty Sender and Reply-To default to From.
     sender = addresses["Sender"] or addresses["From"]
     reply_to = addresses["Reply-To"] or addresses["From"]
     return (
-        entity.header("Date"),
-        entity.header("Subject"),
+        first.get("date"),
+        first.get("subject"),
         addresses["From"],
         sender,
         reply_to,
         addresses["To"],
         addresses["Cc"],
         addresses["Bcc"],
-        entity.header("In-Reply-To"),
-        entity.header("Message-ID"),
+        first.get("in-reply-to"),
+        first.get("message-id"),
     )
 
 

@@ -9,7 +9,10 @@ like into those nodes, so this module needs no second key representation.
 A message is described by :class:`MessageFacts`. Its content is loaded only
 through ``facts.view``, on first use, so criteria about flags, sizes, dates
 and numbers never read the message file; AND and OR evaluate such cheap
-criteria before content criteria (:func:`needs_view`).
+criteria before content criteria (:func:`needs_view`). Criteria about the
+header alone (HEADER, FROM, SUBJECT..., SENT*) go through
+``facts.header_source``, which a caller may back with a cache of header
+blocks (:mod:`imap.message_cache`); without one they use the whole view.
 
 Semantics:
 
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parsedate_tz
 from functools import lru_cache
+from typing import Protocol
 
 from imap.mime import MessageView, header_values, headers_for_search, text_for_search
 from imap.proto.search import (
@@ -58,9 +62,29 @@ from imap.proto.search import (
 RECENT = "\\recent"
 
 
+class HeaderSource(Protocol):
+    """The header of a message without its body (a cached summary)."""
+
+    def header_values(self, name: str) -> list[str]:
+        """Every field ``name``, unfolded and RFC 2047 decoded."""
+        ...
+
+    def header_view(self) -> MessageView:
+        """A view of the header block alone."""
+        ...
+
+    def folded_header(self, name: str) -> str:
+        """The decoded values of field ``name``, case-folded, joined by NUL."""
+        ...
+
+
 @dataclass(eq=False, slots=True)
 class MessageFacts:
-    """What SEARCH may ask about one message; ``load`` reads the content lazily."""
+    """What SEARCH may ask about one message; ``load`` reads the content lazily.
+
+    ``load_header``, when given, answers header-only criteria without
+    ``load``.
+    """
 
     seq: int
     uid: int
@@ -70,8 +94,9 @@ class MessageFacts:
     modseq: int
     load: Callable[[], MessageView]
     recent: bool = False
+    load_header: Callable[[], HeaderSource] | None = None
     _view: MessageView | None = field(default=None, init=False, repr=False)
-    _flags: frozenset[str] | None = field(default=None, init=False, repr=False)
+    _header: HeaderSource | None = field(default=None, init=False, repr=False)
 
     @property
     def view(self) -> MessageView:
@@ -79,16 +104,50 @@ class MessageFacts:
             self._view = self.load()
         return self._view
 
+    def header_values(self, name: str) -> list[str]:
+        if self.load_header is None or self._view is not None:
+            return header_values(self.view, name)
+        if self._header is None:
+            self._header = self.load_header()
+        return self._header.header_values(name)
+
+    def folded_header(self, name: str) -> str:
+        if self.load_header is None or self._view is not None:
+            return "\0".join(header_values(self.view, name)).casefold()
+        if self._header is None:
+            self._header = self.load_header()
+        return self._header.folded_header(name)
+
+    def header_view(self) -> MessageView:
+        if self.load_header is None or self._view is not None:
+            return self.view
+        if self._header is None:
+            self._header = self.load_header()
+        return self._header.header_view()
+
+    def reset(
+        self, seq: int, uid: int, flags: frozenset[str], internal_date: datetime, size: int,
+        modseq: int, recent: bool,
+    ) -> None:  # fmt: skip
+        """Describe another message (``load``/``load_header`` must follow ``uid``)."""
+        self.seq, self.uid, self.flags, self.recent = seq, uid, flags, recent
+        self.internal_date, self.size, self.modseq = internal_date, size, modseq
+        self._view = self._header = None
+
     @property
     def loaded(self) -> bool:
         """Whether the content has been read (tests use it to check laziness)."""
         return self._view is not None
 
     def has_flag(self, flag: str) -> bool:
-        if self._flags is None:
-            self._flags = frozenset(f.lower() for f in self.flags)
         name = flag.lower()
-        return name in self._flags or (name == RECENT and self.recent)
+        return name in _lowered(self.flags) or (name == RECENT and self.recent)
+
+
+@lru_cache(maxsize=1024)
+def _lowered(flags: frozenset[str]) -> frozenset[str]:
+    """Flags in lower case (messages share few distinct flag sets)."""
+    return frozenset(f.lower() for f in flags)
 
 
 @dataclass(slots=True)
@@ -129,8 +188,19 @@ def needs_view(key: SearchKey) -> bool:
     return False
 
 
-def _contains(haystack: str, needle: str) -> bool:
-    return needle.casefold() in haystack.casefold()
+@lru_cache(maxsize=4096)
+def needs_body(key: SearchKey) -> bool:
+    """Whether evaluating ``key`` may read more of the message than its header."""
+    match key:
+        case BodyKey() | TextKey():
+            return True
+        case NotKey(inner):
+            return needs_body(inner)
+        case OrKey(left, right):
+            return needs_body(left) or needs_body(right)
+        case AndKey(keys):
+            return any(needs_body(inner) for inner in keys)
+    return False
 
 
 def _folded_body(view: MessageView) -> str:
@@ -165,46 +235,75 @@ def sent_date(view: MessageView) -> date | None:
     return view.memo("sent_date", compute)
 
 
-def _header_matches(facts: MessageFacts, key: HeaderKey) -> bool:
-    values = header_values(facts.view, key.name)
-    if not key.value:
-        return bool(values)
-    return any(_contains(value, key.value) for value in values)
+Predicate = Callable[[MessageFacts], bool]
 
 
 def matches(key: SearchKey, facts: MessageFacts, ctx: SearchContext) -> bool:
     """Whether the message satisfies the criteria."""
+    return compile_key(key, ctx)(facts)
+
+
+def compile_key(key: SearchKey, ctx: SearchContext) -> Predicate:
+    """The criteria as one predicate, to test every message of a folder with.
+
+    The tree is walked once per SEARCH instead of once per message; AND and
+    OR put the criteria that need no content first.
+    """
     match key:
         case AllKey():
-            return True
+            return lambda facts: True
         case FlagKey(flag, present):
-            return facts.has_flag(flag) == present
+            name = flag.lower()
+            if name == RECENT:
+                return lambda facts: facts.has_flag(name) == present
+            return lambda facts: (name in _lowered(facts.flags)) == present
         case SizeKey(larger, size):
-            return facts.size > size if larger else facts.size < size
+            if larger:
+                return lambda facts: facts.size > size
+            return lambda facts: facts.size < size
         case SequenceKey(_, uid):
-            return ctx.in_set(key, facts.uid if uid else facts.seq)
+            if uid:
+                return lambda facts: ctx.in_set(key, facts.uid)
+            return lambda facts: ctx.in_set(key, facts.seq)
         case ModSeqKey(modseq):
-            return facts.modseq >= modseq
+            return lambda facts: facts.modseq >= modseq
         case DateKey(DateField.INTERNAL, relation, value):
-            return _compare(facts.internal_date.date(), relation, value)
+            return lambda facts: _compare(facts.internal_date.date(), relation, value)
         case DateKey(DateField.SENT, relation, value):
-            sent = sent_date(facts.view)
-            return sent is not None and _compare(sent, relation, value)
-        case HeaderKey():
-            return _header_matches(facts, key)
+
+            def sent(facts: MessageFacts) -> bool:
+                day = sent_date(facts.header_view())
+                return day is not None and _compare(day, relation, value)
+
+            return sent
+        case HeaderKey(name, value):
+            if not value:  # RFC 3501 §6.4.4: HEADER with "" matches when the field exists
+                return lambda facts: bool(facts.header_values(name))
+            # Search strings cannot hold NUL, so the joined values match as any one would.
+            needle = value.casefold()
+            return lambda facts: needle in facts.folded_header(name)
         case BodyKey(value):
-            return value.casefold() in _folded_body(facts.view)
+            body = value.casefold()
+            return lambda facts: body in _folded_body(facts.view)
         case TextKey(value):
             needle = value.casefold()
-            return needle in _folded_headers(facts.view) or needle in _folded_body(facts.view)
+            return lambda facts: (
+                needle in _folded_headers(facts.view) or needle in _folded_body(facts.view)
+            )
         case NotKey(inner):
-            return not matches(inner, facts, ctx)
+            test = compile_key(inner, ctx)
+            return lambda facts: not test(facts)
         case OrKey(left, right):
             if needs_view(left) and not needs_view(right):
                 left, right = right, left
-            return matches(left, facts, ctx) or matches(right, facts, ctx)
+            first, second = compile_key(left, ctx), compile_key(right, ctx)
+            return lambda facts: first(facts) or second(facts)
         case AndKey(keys):
             # Cheap criteria first: a flag mismatch spares reading the file.
-            ordered = sorted(keys, key=needs_view)
-            return all(matches(inner, facts, ctx) for inner in ordered)
+            tests = [compile_key(inner, ctx) for inner in sorted(keys, key=needs_view)]
+
+            def every(facts: MessageFacts) -> bool:
+                return all(test(facts) for test in tests)
+
+            return every
     raise TypeError(f"unknown search key {key!r}")

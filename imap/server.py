@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from imap.auth import Authenticator
 from imap.config import IMAPSettings
 from imap.events import MailboxEvents
+from imap.message_cache import SummaryCache
 from imap.ops import ConnectionDone, LineTooLong
 from imap.proto import Command, LiteralTooLarge, NeedsLiteral, NotParseable, parse_command
 from imap.proto.responses import ResponseCode, Status, bye, continuation, tagged, untagged_status
@@ -53,6 +54,7 @@ class IMAPContext:
     hostname: str
     connections: set[Connection] = field(default_factory=set)
     defaults_ensured: set[int] = field(default_factory=set)
+    summaries: SummaryCache = field(default_factory=SummaryCache)
 
     def close_connections(self, reason: str = "Server shutting down") -> None:
         """Say BYE to every live connection and close it (RFC 3501 §7.1.5)."""
@@ -61,7 +63,18 @@ class IMAPContext:
 
 
 class Connection:
-    """The streams of one client: buffered writes, bounded line reads, STARTTLS."""
+    """The streams of one client: buffered writes, bounded line reads, STARTTLS.
+
+    Responses are collected and handed to the transport in one write when
+    the session flushes (or before anything is read), so a command's untagged
+    and tagged responses leave in one segment and one system call.
+
+    Every read must finish within the timeout it is given. One timer per
+    connection enforces that: a read only moves the deadline, and the timer,
+    when it fires early, re-arms itself for the deadline then current. (An
+    ``asyncio.timeout`` per read would schedule and cancel a 30-minute timer
+    for every command.) An expired read raises :class:`TimeoutError`.
+    """
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, max_line: int
@@ -72,42 +85,118 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else None
         self.tls = writer.get_extra_info("sslcontext") is not None
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+        self._deadline = 0.0
+        self._reading: asyncio.Task[object] | None = None  # the task waiting for the client
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
 
     def write(self, data: bytes) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(data)
+        self._pending.append(data)
+
+    def _push(self) -> None:
+        """Hand what was written to the transport (no waiting)."""
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self.writer.is_closing():
+                self.writer.write(data)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until the client has taken what was written (a stalled reader times out)."""
+        self._push()
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            return  # below the high-water mark the transport is not paused: drain would not wait
         async with asyncio.timeout(timeout):
             await self.writer.drain()
 
+    # -- timed reads ---------------------------------------------------------------
+
+    def _start_read(self, timeout: float) -> asyncio.Task[object]:
+        self._push()
+        task = asyncio.current_task()
+        assert task is not None
+        self._reading = task
+        self._deadline = self._loop.time() + timeout
+        if self._timer is None or self._timer.when() > self._deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+        return task
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._reading is None:
+            return  # not waiting for the client: the next read arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            return
+        self._expired = True
+        self._reading.cancel()
+
+    def _end_read(self, task: asyncio.Task[object], cancelled: bool) -> None:
+        """After a read; raises TimeoutError if it was cancelled by the deadline alone."""
+        self._reading = None
+        if cancelled and self._expired:
+            self._expired = False
+            if task.uncancel() == 0:  # nobody else wants this task cancelled
+                raise TimeoutError
+
+    def stop_timer(self) -> None:
+        """The connection is over: drop the timer (it holds the connection)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def read_line(self, timeout: float) -> bytes:
         """One line ending in LF; raises LineTooLong, TimeoutError or IncompleteReadError."""
-        async with asyncio.timeout(timeout):
+        task = self._start_read(timeout)
+        try:
+            return await self._read_line()
+        except asyncio.CancelledError:
+            self._end_read(task, cancelled=True)
+            raise
+        finally:
+            self._reading = None
+
+    async def _read_line(self) -> bytes:
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            head = await self.reader.readexactly(exc.consumed)
+        tail = head[-64:]
+        while True:  # discard up to the end of the line, keeping its last octets
             try:
-                return await self.reader.readuntil(b"\n")
+                rest = await self.reader.readuntil(b"\n")
+                raise LineTooLong(head[:256], (tail + rest)[-64:])
             except asyncio.LimitOverrunError as exc:
-                head = await self.reader.readexactly(exc.consumed)
-            tail = head[-64:]
-            while True:  # discard up to the end of the line, keeping its last octets
-                try:
-                    rest = await self.reader.readuntil(b"\n")
-                    raise LineTooLong(head[:256], (tail + rest)[-64:])
-                except asyncio.LimitOverrunError as exc:
-                    tail = (tail + await self.reader.readexactly(exc.consumed))[-64:]
+                tail = (tail + await self.reader.readexactly(exc.consumed))[-64:]
 
     async def read_exactly(self, size: int, timeout: float) -> bytes:
-        async with asyncio.timeout(timeout):
+        task = self._start_read(timeout)
+        try:
             return await self.reader.readexactly(size)
+        except asyncio.CancelledError:
+            self._end_read(task, cancelled=True)
+            raise
+        finally:
+            self._reading = None
 
     async def discard(self, size: int, timeout: float) -> None:
-        async with asyncio.timeout(timeout):
+        task = self._start_read(timeout)
+        try:
             while size > 0:
                 chunk = await self.reader.read(min(size, DISCARD_CHUNK))
                 if not chunk:
                     raise asyncio.IncompleteReadError(b"", size)
                 size -= len(chunk)
+        except asyncio.CancelledError:
+            self._end_read(task, cancelled=True)
+            raise
+        finally:
+            self._reading = None
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         # RFC 3501 §6.2.1 / RFC 7817: anything the client sent after STARTTLS
@@ -115,12 +204,14 @@ class Connection:
         # command injection). asyncio has no public peek, hence _buffer.
         if self.reader._buffer:  # type: ignore[attr-defined]
             raise ConnectionDone("plaintext pipelined after STARTTLS")
+        self._push()  # the OK that precedes the handshake goes out in plaintext
         await self.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         self.tls = True
 
     def abort(self, farewell: bytes | None = None) -> None:
         if farewell is not None:
             self.write(farewell)
+        self._push()
         self.writer.close()
 
 
@@ -172,6 +263,7 @@ async def serve_connection(
         log.exception("IMAP connection from %s failed", conn.peer_ip)
         conn.write(bye("Internal server error"))
     finally:
+        conn.stop_timer()
         session.close()
         ctx.connections.discard(conn)
         with contextlib.suppress(Exception):

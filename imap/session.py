@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from imap.auth import Principal
+from imap.events import MailboxEvent
 from imap.ops import (
     Completion,
     ConnectionDone,
@@ -47,7 +48,7 @@ from imap.proto.formatting import Atom
 from imap.proto.responses import ResponseCode, Status, format_code, tagged, untagged_status
 from storage.db import StorageUnavailable
 from storage.folder_names import FolderNameError
-from storage.mailindex import FolderExists, FolderMissing
+from storage.mailindex import FolderExists, FolderMissing, FolderState
 from storage.quota import QuotaExceeded
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ class Session:
         self.principal: Principal | None = None
         self.selected: SelectedFolder | None = None
         self.condstore = False  # RFC 7162 §3.1: enabled by the first CONDSTORE command
-        self.event: asyncio.Event | None = None
+        self.event: MailboxEvent | None = None
         self.start_tls = False  # set by STARTTLS, acted on after its tagged OK
         self.force_refresh = False
         self._last_sync = time.monotonic()
@@ -269,26 +270,47 @@ class Session:
 
     # -- keeping the view current ------------------------------------------------------
 
-    def changed(self) -> None:
-        """This session changed the mailbox: wake the others, and re-read before replying."""
-        self.force_refresh = True
+    def changed(self, *, reread: bool = True) -> None:
+        """This session changed the mailbox: wake the others, and re-read before replying
+        (unless ``reread`` is False: the command applied its change to the view itself)."""
+        if reread:
+            self.force_refresh = True
         if self.principal is not None:
             self.ctx.events.changed([self.principal.mailbox_id], source=self.event)
 
     def refresh_due(self) -> bool:
         woken = self.event is not None and self.event.is_set()
-        overdue = time.monotonic() - self._last_sync >= self.ctx.settings.poll_interval
-        return woken or overdue or self.force_refresh
+        return woken or self._poll_due() or self.force_refresh
 
-    async def refresh(self, *, expunge: bool, force: bool = False) -> None:
-        """Re-read the selected folder and send what changed (untagged)."""
-        view = self.selected
-        if view is None or not (force or self.refresh_due()):
-            return
+    def _poll_due(self) -> bool:
+        return time.monotonic() - self._last_sync >= self.ctx.settings.poll_interval
+
+    def begin_refresh(self) -> None:
+        """A sync of the selected folder starts now: what happens later is seen next time."""
         self.force_refresh = False
         if self.event is not None:
             self.event.clear()
         self._last_sync = time.monotonic()
+
+    async def refresh(self, *, expunge: bool, force: bool = False) -> None:
+        """Re-read the selected folder and send what changed (untagged).
+
+        Woken only by another session of this process, the session takes the
+        folder from the store's memory when it can (no I/O, no worker
+        thread); deliveries, its own changes, NOOP and the poll read it.
+        """
+        view = self.selected
+        if view is None or not (force or self.refresh_due()):
+            return
+        event = self.event
+        if not (force or self.force_refresh or self._poll_due()) and event is not None \
+                and not event.delivered:  # fmt: skip
+            state = self.ctx.store.cached_state(view.folder.id, self.ctx.settings.poll_interval)
+            if state is not None:
+                event.clear()  # the poll timer keeps running: other processes are seen there
+                self.absorb(state, expunge=expunge)
+                return
+        self.begin_refresh()
         try:
             state = await asyncio.to_thread(self.ctx.store.sync, view.mailbox_id, view.name)
         except FolderMissing:
@@ -297,6 +319,13 @@ class Session:
             # The command itself is answered; the client hears of changes next time.
             log.warning("refresh of %s failed: %s", view.name, exc)
             self.force_refresh = True
+            return
+        self.absorb(state, expunge=expunge)
+
+    def absorb(self, state: FolderState | None, *, expunge: bool) -> None:
+        """Bring the selected view up to a fresh state (None: the folder is gone)."""
+        view = self.selected
+        if view is None:
             return
         if state is None or state.folder.id != view.folder.id:
             # Deleted or renamed by another session: there is nothing left to show.

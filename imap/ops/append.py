@@ -5,7 +5,8 @@ APPENDLIMIT (RFC 7889) the session allows. The store charges the pooled
 quota in the same transaction as the index row, so a full pool answers
 ``NO [OVERQUOTA]`` and leaves nothing behind. A missing folder is
 ``NO [TRYCREATE]``. Appending to the selected folder is announced with
-EXISTS by the refresh that precedes the tagged OK.
+EXISTS by the refresh that precedes the tagged OK. The message's summary
+(:mod:`imap.message_cache`) is made while its octets are at hand.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from imap.message_cache import summarize
+from imap.mime import MessageView
 from imap.ops import Completion, Handlers
 from imap.proto import IMAPError
 from imap.proto.commands import AppendCommand
 from imap.proto.responses import ResponseCode, appenduid_code
-from storage.mailindex import FolderMissing
+from storage.mailindex import Appended, FolderMissing
 
 if TYPE_CHECKING:
     from imap.session import Session
@@ -26,15 +29,21 @@ if TYPE_CHECKING:
 async def append(session: Session, cmd: AppendCommand) -> Completion:
     if not cmd.message:
         raise IMAPError.no("Empty message", ResponseCode.CANNOT)
+    store, cache, mailbox_id = session.ctx.store, session.ctx.summaries, session.mailbox_id
+
+    def append_and_summarize() -> Appended:
+        stored = store.append_message(mailbox_id, cmd.mailbox, cmd.message, cmd.flags,
+                                      cmd.internal_date)  # fmt: skip
+        # The client that appends usually lists the folder next: have it cached.
+        cache.put(stored.base_name, summarize(MessageView(cmd.message)))
+        return stored
+
     try:
-        validity, uid = await asyncio.to_thread(
-            session.ctx.store.append, session.mailbox_id, cmd.mailbox, cmd.message, cmd.flags,
-            cmd.internal_date,
-        )  # fmt: skip
+        stored = await asyncio.to_thread(append_and_summarize)
     except FolderMissing:
         raise IMAPError.no("No such folder", ResponseCode.TRYCREATE) from None
     session.changed()
-    return Completion("APPEND completed", appenduid_code(validity, [uid]))
+    return Completion("APPEND completed", appenduid_code(stored.uid_validity, [stored.uid]))
 
 
 HANDLERS: Handlers = {AppendCommand: append}

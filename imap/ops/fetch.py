@@ -1,11 +1,17 @@
 """FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 7162 MODSEQ, CHANGEDSINCE).
 
-Items that need the message (ENVELOPE, BODY, BODYSTRUCTURE, RFC822*,
-BODY[...]) read its file in a worker thread, a batch of messages per call;
-the others come from the session's view. ``BODY[...]`` without ``.PEEK`` and
-``RFC822``/``RFC822.TEXT`` set ``\\Seen`` first, in one STORE, and the
-response then carries the new FLAGS (RFC 3501 §6.4.5), except in a folder
-opened with EXAMINE, where nothing changes.
+Flags, dates, sizes and mod-sequences come from the session's view. ENVELOPE,
+BODY, BODYSTRUCTURE and the header sections come from the process's
+:class:`~imap.message_cache.SummaryCache` when the message is in it. Message
+files are read only for the octets themselves or to fill the cache, and then
+without waiting for the disk: a batch whose files are all in the page cache
+(:func:`~imap.ops.selected.read_if_cached`) is rendered on the event loop;
+any other batch goes to a worker thread. Listing a folder therefore costs no
+thread hand-off once its summaries are cached.
+
+``BODY[...]`` without ``.PEEK`` and ``RFC822``/``RFC822.TEXT`` set ``\\Seen``
+first, in one STORE, and the response then carries the new FLAGS (RFC 3501
+§6.4.5), except in a folder opened with EXAMINE, where nothing changes.
 
 A message that disappeared (expunged by another session; its EXPUNGE waits
 for a command that may carry it) is left out and the command ends
@@ -16,108 +22,211 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from imap.mime import MessageView, body_structure, envelope, partial, render, section
+from imap.message_cache import Summary, SummaryCache, summarize
+from imap.mime import MessageView, partial, section
 from imap.ops import Completion, Handlers
-from imap.ops.selected import SEEN, SelectedFolder
+from imap.ops.selected import SEEN, SelectedFolder, WouldBlock
 from imap.proto.commands import FetchCommand
 from imap.proto.fetch import BodySection, FetchAttr, FetchItem, Section, SectionText, sets_seen
-from imap.proto.formatting import Literal, Raw, Value
-from imap.proto.responses import ResponseCode, Status, fetch_response
+from imap.proto.formatting import format_datetime, format_literal
+from imap.proto.responses import ResponseCode, Status
+from storage.mailindex import MessageInfo
+from storage.mailindex_state import INFO_SEPARATOR
 
 if TYPE_CHECKING:
     from imap.session import Session
 
-_CONTENT_ATTRS = frozenset({
-    FetchAttr.ENVELOPE, FetchAttr.BODY, FetchAttr.BODYSTRUCTURE, FetchAttr.RFC822,
-    FetchAttr.RFC822_HEADER, FetchAttr.RFC822_TEXT,
-})  # fmt: skip
-_HEADER = Section(text=SectionText.HEADER)
 _TEXT = Section(text=SectionText.TEXT)
+_HEADER_TEXTS = frozenset({SectionText.HEADER, SectionText.HEADER_FIELDS,
+                           SectionText.HEADER_FIELDS_NOT})  # fmt: skip
 
 
-def _needs_content(items: Sequence[FetchItem]) -> bool:
-    return any(isinstance(item, BodySection) or item in _CONTENT_ATTRS for item in items)
+# How each fetch item is answered (plain ints: compared once per item per message).
+K_UID, K_FLAGS, K_INTERNALDATE, K_SIZE, K_MODSEQ = 0, 1, 2, 3, 4
+K_ENVELOPE = 5  # from the summary
+K_BODY, K_BODYSTRUCTURE = 6, 7  # from the summary, filled from the file once
+K_RFC822_HEADER = 8  # from the summary
+K_HEADER_SECTION = 9  # BODY[HEADER], BODY[HEADER.FIELDS (...)]: from the summary
+K_CONTENT = 10  # the message octets
+
+_KINDS = {
+    FetchAttr.UID: K_UID, FetchAttr.FLAGS: K_FLAGS, FetchAttr.INTERNALDATE: K_INTERNALDATE,
+    FetchAttr.RFC822_SIZE: K_SIZE, FetchAttr.MODSEQ: K_MODSEQ, FetchAttr.ENVELOPE: K_ENVELOPE,
+    FetchAttr.BODY: K_BODY, FetchAttr.BODYSTRUCTURE: K_BODYSTRUCTURE,
+    FetchAttr.RFC822_HEADER: K_RFC822_HEADER, FetchAttr.RFC822: K_CONTENT,
+    FetchAttr.RFC822_TEXT: K_CONTENT,
+}  # fmt: skip
 
 
-def _content_item(item: FetchItem, view: MessageView) -> tuple[bytes | str, Value]:
+def kind_of(item: FetchItem) -> int:
+    if isinstance(item, BodySection):
+        header_only = not item.section.parts and item.section.text in _HEADER_TEXTS
+        return K_HEADER_SECTION if header_only else K_CONTENT
+    return _KINDS[item]
+
+
+def _name(item: FetchItem) -> bytes:
+    return item.response_name() if isinstance(item, BodySection) else item.value.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The items of one FETCH, classified once for every message."""
+
+    steps: tuple[tuple[int, FetchItem, bytes], ...]  # (kind, item, response name)
+    whole: bool  # some item needs the message octets
+    summary: bool  # some item is answered from the summary
+    structures: bool  # BODY or BODYSTRUCTURE
+
+    @classmethod
+    def of(cls, items: Sequence[FetchItem]) -> Plan:
+        return _plan(tuple(items))
+
+    @classmethod
+    def make(cls, items: tuple[FetchItem, ...]) -> Plan:
+        steps = tuple((kind_of(item), item, _name(item)) for item in items)
+        kinds = {kind for kind, _, _ in steps}
+        structures = bool(kinds & {K_BODY, K_BODYSTRUCTURE})
+        summary = structures or bool(kinds & {K_ENVELOPE, K_RFC822_HEADER, K_HEADER_SECTION})
+        return cls(steps, K_CONTENT in kinds, summary, structures)
+
+    def cached(self, summary: Summary | None) -> bool:
+        """Whether a message needs no file read given its cached summary."""
+        if self.whole:
+            return False
+        if not self.summary:
+            return True
+        return summary is not None and (not self.structures or summary.bodystructure is not None)
+
+
+@lru_cache(maxsize=256)
+def _plan(items: tuple[FetchItem, ...]) -> Plan:
+    return Plan.make(items)  # clients send the same few item lists over and over
+
+
+def _content_item(item: FetchItem, view: MessageView) -> bytes:
     if isinstance(item, BodySection):
         data = section(view, item.section)
         if item.partial is not None:
             data = partial(data, *item.partial)
-        return item.response_name(), Literal(data)
-    match item:
-        case FetchAttr.ENVELOPE:
-            return "ENVELOPE", Raw(render(envelope(view)))
-        case FetchAttr.BODY:
-            return "BODY", Raw(render(body_structure(view, extended=False)))
-        case FetchAttr.BODYSTRUCTURE:
-            return "BODYSTRUCTURE", Raw(render(body_structure(view, extended=True)))
-        case FetchAttr.RFC822:
-            return "RFC822", Literal(view.raw)
-        case FetchAttr.RFC822_HEADER:
-            return "RFC822.HEADER", Literal(section(view, _HEADER))
-        case FetchAttr.RFC822_TEXT:
-            return "RFC822.TEXT", Literal(section(view, _TEXT))
+        return item.response_name() + b" " + format_literal(data)
+    if item is FetchAttr.RFC822:
+        return b"RFC822 " + format_literal(view.raw)
+    if item is FetchAttr.RFC822_TEXT:
+        return b"RFC822.TEXT " + format_literal(section(view, _TEXT))
     raise AssertionError(item)
 
 
 def render_message(
     selected: SelectedFolder,
     seq: int,
-    uid: int,
-    items: Sequence[FetchItem],
-    *,
-    content: bool,
-) -> bytes | None:
-    """One ``* n FETCH (...)`` response, or None if the message file is gone."""
-    view = None
-    if content:
-        raw = selected.read(uid)
-        if raw is None:
-            return None
-        view = MessageView(raw)
-    info = selected.messages[uid]
-    out: list[tuple[bytes | str, Value]] = []
-    for item in items:
-        match item:
-            case FetchAttr.UID:
-                out.append(("UID", uid))
-            case FetchAttr.FLAGS:
-                out.append(("FLAGS", selected.flag_items(uid)))
-            case FetchAttr.INTERNALDATE:
-                out.append(("INTERNALDATE", info.internal_date))
-            case FetchAttr.RFC822_SIZE:
-                out.append(("RFC822.SIZE", view.size if view is not None else info.rfc822_size))
-            case FetchAttr.MODSEQ:
-                out.append(("MODSEQ", [info.modseq]))
-            case _:
-                assert view is not None
-                out.append(_content_item(item, view))
-    return fetch_response(seq, out)
+    info: MessageInfo,
+    plan: Plan,
+    summary: Summary | None,
+    view: MessageView | None,
+) -> bytes:
+    """One ``* n FETCH (...)`` response (RFC 3501 §7.4.2).
+
+    ``summary`` is given when ``plan.summary``, ``view`` when the plan needs
+    the octets. Every listing of a folder comes through here for each
+    message, so the response is assembled from bytes directly.
+    """
+    out: list[bytes] = []
+    for kind, item, name in plan.steps:
+        if kind == K_ENVELOPE:
+            out.append(b"ENVELOPE " + summary.envelope)  # type: ignore[union-attr]
+        elif kind == K_FLAGS:
+            out.append(b"FLAGS " + selected.flags_bytes(info))
+        elif kind == K_SIZE:
+            out.append(b"RFC822.SIZE %d" % (view.size if view is not None else info.rfc822_size))
+        elif kind == K_UID:
+            out.append(b"UID %d" % info.uid)
+        elif kind == K_INTERNALDATE:
+            out.append(b"INTERNALDATE " + format_datetime(info.internal_date))
+        elif kind == K_MODSEQ:
+            out.append(b"MODSEQ (%d)" % info.modseq)
+        elif kind == K_BODY:
+            out.append(b"BODY " + summary.body)  # type: ignore[union-attr, operator]
+        elif kind == K_BODYSTRUCTURE:
+            out.append(b"BODYSTRUCTURE " + summary.bodystructure)  # type: ignore[union-attr, operator]
+        elif kind == K_RFC822_HEADER:
+            out.append(b"RFC822.HEADER " + format_literal(summary.header))  # type: ignore[union-attr]
+        elif kind == K_HEADER_SECTION:
+            assert isinstance(item, BodySection) and item.section.text is not None
+            data = summary.header_section(item.section.text, item.section.headers)  # type: ignore[union-attr]
+            if item.partial is not None:
+                data = partial(data, *item.partial)
+            out.append(name + b" " + format_literal(data))
+        else:
+            assert view is not None
+            out.append(_content_item(item, view))
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(out))
 
 
-def _render_batch(
+def _read(
+    selected: SelectedFolder, cache: SummaryCache, info: MessageInfo, plan: Plan,
+    summary: Summary | None, *, wait: bool,
+) -> tuple[Summary | None, MessageView] | None:  # fmt: skip
+    """Read a message for the octets or to fill its summary; None if its file is gone.
+
+    Without ``wait`` the file is read only if that cannot block
+    (:class:`WouldBlock` otherwise).
+    """
+    raw = selected.read(info.uid) if wait else selected.read_nowait(info.uid)
+    if raw is None:
+        return None
+    view = MessageView(raw)
+    if plan.summary:
+        summary = summary or summarize(view)
+        if plan.structures:
+            summary.add_structures(view)
+        cache.put(info.base_name, summary)
+    return summary, view
+
+
+def render_batch(
     selected: SelectedFolder,
+    cache: SummaryCache,
     batch: Sequence[tuple[int, int]],
     items: Sequence[FetchItem],
     extra: dict[int, tuple[FetchItem, ...]],
-) -> tuple[list[bytes], int]:
-    content = _needs_content(items)
+    *,
+    wait: bool = True,
+) -> tuple[list[bytes], int, Sequence[tuple[int, int]]]:
+    """The responses for a batch, how many messages were gone, and what is left.
+
+    With ``wait`` (a worker thread) files are read whatever it takes and
+    nothing is left; without, rendering stops at the first message whose
+    file is not in the page cache, and the rest of the batch is returned.
+    """
     responses: list[bytes] = []
     missing = 0
-    for seq, uid in batch:
-        if uid in selected.vanished:
+    plan = Plan.of(items)
+    vanished, messages, lookup = selected.vanished, selected.messages, cache.get
+    for done, (seq, uid) in enumerate(batch):
+        if uid in vanished:
             missing += 1
             continue
-        response = render_message(selected, seq, uid, (*items, *extra.get(uid, ())),
-                                  content=content)  # fmt: skip
-        if response is None:
-            missing += 1
-        else:
-            responses.append(response)
-    return responses, missing
+        if extra:
+            plan = Plan.of((*items, *extra.get(uid, ())))
+        info = messages[uid]
+        summary = lookup(info.filename.partition(INFO_SEPARATOR)[0]) if plan.summary else None
+        view = None
+        if not plan.cached(summary):
+            try:
+                loaded = _read(selected, cache, info, plan, summary, wait=wait)
+            except WouldBlock:
+                return responses, missing, batch[done:]
+            if loaded is None:
+                missing += 1
+                continue
+            summary, view = loaded
+        responses.append(render_message(selected, seq, info, plan, summary, view))
+    return responses, missing, ()
 
 
 def _items(cmd: FetchCommand) -> tuple[FetchItem, ...]:
@@ -161,13 +270,21 @@ async def fetch(session: Session, cmd: FetchCommand) -> Completion:
             extra = {uid: added for uid, _, _ in updated}
 
     missing = 0
+    cache = session.ctx.summaries
     size = max(1, session.ctx.settings.fetch_batch)
     for start in range(0, len(targets), size):
         batch = targets[start : start + size]
-        responses, gone = await asyncio.to_thread(_render_batch, selected, batch, items, extra)
+        responses, gone, rest = render_batch(selected, cache, batch, items, extra, wait=False)
+        if rest:  # a file to read from the disk: the rest of the batch in a worker thread
+            more, more_gone, _ = await asyncio.to_thread(
+                render_batch, selected, cache, rest, items, extra)  # fmt: skip
+            responses += more
+            gone += more_gone
         missing += gone
-        session.send(*responses)
-        await session.flush()
+        session.send(b"".join(responses))
+        if start + size < len(targets):
+            await session.flush()  # (the last batch leaves with the tagged response)
+            await asyncio.sleep(0)  # let other sessions run between batches
     if missing:
         return Completion("Some messages no longer exist", ResponseCode.EXPUNGEISSUED, Status.NO)
     return Completion("FETCH completed")

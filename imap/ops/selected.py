@@ -17,13 +17,15 @@ client up to date:
 
 Message files are immutable but their names change with their flags, so a
 stored path can be stale; :meth:`read` looks the file up again by its
-Maildir base name.
+Maildir base name. :meth:`read_nowait` is for the event loop: it reads a
+file only when that cannot wait for the disk.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from imap.proto import IMAPError
@@ -43,11 +45,8 @@ from storage.mailindex import FolderInfo, FolderState, MessageInfo
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 RECENT = "\\Recent"
+_RECENT_SET = frozenset({RECENT})
 SEEN = "\\Seen"
-
-
-def base_name(path: Path) -> str:
-    return path.name.partition(":2,")[0]
 
 
 class SelectedFolder:
@@ -62,6 +61,7 @@ class SelectedFolder:
         self.vanished: set[int] = set()
         self.keywords = _keywords(state.messages)
         self._paths: dict[str, Path] | None = None
+        self._merged: tuple[MessageInfo, ...] | None = state.messages
 
     # -- numbering -------------------------------------------------------------
 
@@ -96,7 +96,13 @@ class SelectedFolder:
         return flags | {RECENT} if uid in self.recent else flags
 
     def flag_items(self, uid: int) -> Raw:
-        return Raw(format_flags(_ordered(self.flags_of(uid))))
+        return _flag_list(self.flags_of(uid))
+
+    def flags_bytes(self, info: MessageInfo) -> bytes:
+        """The FLAGS value of a message of this view, e.g. ``(\\Seen \\Recent)``."""
+        if info.uid in self.recent:
+            return _flag_list(info.flags | _RECENT_SET).value
+        return _flag_list(info.flags).value
 
     def flags_responses(self) -> list[bytes]:
         """``FLAGS`` and ``PERMANENTFLAGS`` (RFC 3501 §7.2.6, §7.1)."""
@@ -146,7 +152,7 @@ class SelectedFolder:
         for uid, flags, modseq in updated:
             info = self.messages.get(uid)
             if info is not None:
-                self.messages[uid] = _with(info, flags, modseq)
+                self.messages[uid] = info.with_flags(flags, modseq)
         return self._keyword_updates()
 
     def remove(self, uids: Iterable[int]) -> list[bytes]:
@@ -164,6 +170,10 @@ class SelectedFolder:
         return out
 
     def merge(self, state: FolderState, *, expunge: bool, modseq: bool) -> list[bytes]:
+        self.folder = state.folder
+        if state.messages is self._merged and not state.recent and not (expunge and self.vanished):
+            return []  # the store's snapshot has not changed since the last merge
+        self._merged = state.messages
         out: list[bytes] = []
         current = {m.uid: m for m in state.messages}
         gone = [uid for uid in self.uids if uid not in current]
@@ -187,7 +197,6 @@ class SelectedFolder:
             self.messages[m.uid] = m
         self.recent.update(uid for uid in state.recent if uid in self.messages)
         self._paths = None
-        self.folder = state.folder
         out.extend(self._keyword_updates())
         if changed:
             seqs = {uid: seq for seq, uid in enumerate(self.uids, 1)}
@@ -204,10 +213,10 @@ class SelectedFolder:
         self.keywords |= keywords
         return self.flags_responses()
 
-    # -- content (worker thread) ---------------------------------------------------
+    # -- content -------------------------------------------------------------------
 
     def read(self, uid: int) -> bytes | None:
-        """The message octets as stored (LF), or None when the file is gone."""
+        """The message octets as stored (LF), or None when the file is gone (blocks)."""
         info = self.messages.get(uid)
         if info is None:
             return None
@@ -215,16 +224,82 @@ class SelectedFolder:
             return info.path.read_bytes()
         except FileNotFoundError:
             pass
-        base = base_name(info.path)
-        if self._paths is None or base not in self._paths:
-            self._paths = _scan(info.path.parent.parent)
-        path = self._paths.get(base)
+        path = self._find(info)
         if path is None:
             return None
         try:
             return path.read_bytes()
         except FileNotFoundError:
             return None
+
+    def read_nowait(self, uid: int) -> bytes | None:
+        """Like :meth:`read` but safe on the event loop: raises :class:`WouldBlock`
+        rather than wait for the disk (or for a renamed file to be looked up)."""
+        info = self.messages.get(uid)
+        if info is None:
+            return None
+        if info.size > MAX_NOWAIT_READ:
+            raise WouldBlock(uid)
+        try:
+            data = read_if_cached(os.path.join(info.directory, info.filename))
+        except FileNotFoundError:
+            raise WouldBlock(uid) from None
+        if data is None:
+            raise WouldBlock(uid)
+        return data
+
+    def _find(self, info: MessageInfo) -> Path | None:
+        """A message file under its current name (flags renamed it since the last sync).
+
+        One listing of the folder serves the misses of a whole FETCH; a name
+        found there but gone again means a later rename: list once more.
+        """
+        base = info.base_name
+        if self._paths is not None:
+            path = self._paths.get(base)
+            if path is not None:
+                return path
+        self._paths = _scan(info.directory.parent)
+        return self._paths.get(base)
+
+
+class WouldBlock(Exception):
+    """Reading this message now could wait for the disk: do it in a worker thread."""
+
+
+# Messages larger than this are read in a worker thread even when cached:
+# copying and converting them would hold up every other session.
+MAX_NOWAIT_READ = 256 * 1024
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+ (preadv2)
+_nowait_works = _NOWAIT is not None
+
+
+def read_if_cached(path: str) -> bytes | None:
+    """The file's octets if the page cache holds all of them, else None.
+
+    ``preadv2(RWF_NOWAIT)`` fails with EAGAIN instead of starting disk I/O,
+    so the event loop can serve hot files without a thread hand-off. Where
+    the flag is unsupported this always answers None.
+    """
+    global _nowait_works
+    if not _nowait_works:
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return b""
+        buffer = bytearray(size)
+        try:
+            got = os.preadv(fd, [buffer], 0, _NOWAIT)
+        except BlockingIOError:
+            return None
+        except OSError:  # EOPNOTSUPP and the like: this file system cannot
+            _nowait_works = False
+            return None
+        return bytes(buffer) if got == size else None
+    finally:
+        os.close(fd)
 
 
 def _scan(folder: Path) -> dict[str, Path]:
@@ -243,14 +318,15 @@ def _keywords(messages: Iterable[MessageInfo]) -> frozenset[str]:
     return frozenset(f for m in messages for f in m.flags if not f.startswith("\\"))
 
 
+@lru_cache(maxsize=1024)
+def _flag_list(flags: frozenset[str]) -> Raw:
+    """The FLAGS value of a flag set (few distinct sets: rendered once each)."""
+    return Raw(format_flags(_ordered(flags)))
+
+
 def _ordered(flags: frozenset[str]) -> list[str]:
     system = [f for f in (*SYSTEM_FLAGS, RECENT) if f in flags]
     return system + sorted(f for f in flags if not f.startswith("\\"))
-
-
-def _with(info: MessageInfo, flags: frozenset[str], modseq: int) -> MessageInfo:
-    return MessageInfo(info.uid, flags, modseq, info.size, info.rfc822_size,
-                       info.internal_date, info.path)  # fmt: skip
 
 
 def closed_response() -> bytes:

@@ -3,7 +3,10 @@
 STORE reports the resulting flags of every message it touched unless
 ``.SILENT`` (RFC 3501 §6.4.6). With UNCHANGEDSINCE (RFC 7162 §3.1.3) the
 messages modified since are left alone and listed in ``[MODIFIED set]``;
-under CONDSTORE every FETCH carries MODSEQ, even a silent one.
+under CONDSTORE every FETCH carries MODSEQ, even a silent one. Its own
+changes are applied to the session's view directly, so STORE does not
+re-read the folder afterwards; changes by others are reported as usual,
+when they wake the session or at the poll.
 
 COPY and MOVE answer ``[COPYUID]`` (RFC 4315); MOVE sends it untagged before
 its EXPUNGE responses (RFC 6851 §4.3). A missing destination is
@@ -60,8 +63,6 @@ async def store(session: Session, cmd: StoreCommand) -> Completion:
         cmd.unchanged_since,
     )  # fmt: skip
     session.send(*selected.apply(updated))
-    if updated:
-        session.changed()
     seqs = dict((uid, seq) for seq, uid in targets)
     for uid, _flags, modseq in updated:
         if not cmd.silent:
@@ -69,6 +70,8 @@ async def store(session: Session, cmd: StoreCommand) -> Completion:
         elif cmd.unchanged_since is not None:
             # RFC 7162 §3.1.3 example: a silent conditional STORE still reports MODSEQ.
             session.send(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seqs[uid], uid, modseq))
+    if updated:
+        session.changed(reread=False)  # the view already holds what this STORE did
     if failed:
         numbers = sorted(uid if cmd.uid else seqs[uid] for uid in failed)
         code = b"MODIFIED " + format_uid_set(numbers)

@@ -1,0 +1,111 @@
+"""IMAP side by side: ``imap_load.py`` against Mailward and Dovecot, alternating.
+
+Each repetition runs the shared load generator once against each target,
+back to back, so machine noise hits both alike; the ratio Mailward/Dovecot is
+taken inside each repetition and the table reports medians (min..max) of the
+ops/s, the ratios, and each command's p50/p99. Both servers must already be
+running and seeded (``imap_load.py --seed 200`` once per target); with
+``--pid`` the Mailward process's CPU seconds per operation are reported too.
+
+    .venv/bin/python bench/imap_compare.py --mailward 4243 --reference 1143 --reps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LOAD = HERE.parent.parent / "shared" / "bench" / "imap_load.py"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(port: int, args: argparse.Namespace, label: str) -> dict:
+    cmd = [sys.executable, str(LOAD), "--port", str(port), "--users", str(args.users),
+           "--concurrency", str(args.concurrency), "--iterations", str(args.iterations),
+           "--seed", str(args.seed), "--label", label, "--duration", "600",
+           "--reply-timeout", "120"]  # fmt: skip
+    if args.relogin:
+        cmd.append("--relogin")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"imap_load gave no result: {out.stdout}\n{out.stderr}")
+    return json.loads(lines[-1])
+
+
+def _med(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.1f} ({min(values):.1f}..{max(values):.1f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--mailward", type=int, default=4143, help="Mailward IMAP port")
+    ap.add_argument("--reference", type=int, default=1143, help="Dovecot IMAP port")
+    ap.add_argument("--pid", type=int, help="Mailward server pid, for CPU per op")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=200)
+    ap.add_argument("--relogin", action="store_true")
+    ap.add_argument("--json", action="store_true", help="also print every raw result")
+    args = ap.parse_args()
+
+    results: dict[str, list[dict]] = {"mailward": [], "dovecot": []}
+    ratios: list[float] = []
+    cpu_per_op: list[float] = []
+    for rep in range(args.reps):
+        order = [("mailward", args.mailward), ("dovecot", args.reference)]
+        if rep % 2:
+            order.reverse()
+        got = {}
+        for label, port in order:
+            cpu0 = cpu_seconds(args.pid) if label == "mailward" and args.pid else None
+            got[label] = res = run_load(port, args, label)
+            if cpu0 is not None and res["ops"]:
+                cpu_per_op.append(1000 * (cpu_seconds(args.pid) - cpu0) / res["ops"])
+            results[label].append(res)
+            if args.json:
+                print(json.dumps(res))
+            if res["errors"]:
+                print(f"{label}: {res['errors']} errors: {res['first_errors']}", file=sys.stderr)
+        ratios.append(got["mailward"]["ops_per_s"] / got["dovecot"]["ops_per_s"])
+        print(f"rep {rep + 1}: mailward {got['mailward']['ops_per_s']} ops/s, dovecot "
+              f"{got['dovecot']['ops_per_s']} ops/s, ratio {ratios[-1]:.2f}",
+              file=sys.stderr)  # fmt: skip
+
+    print(f"# imap_load c={args.concurrency} users={args.users} iterations={args.iterations} "
+          f"seed={args.seed}{' relogin' if args.relogin else ''}, {args.reps} alternating reps, "
+          "medians (min..max)")  # fmt: skip
+    print(f"{'ops/s mailward':<28} {_med([r['ops_per_s'] for r in results['mailward']])}")
+    print(f"{'ops/s dovecot':<28} {_med([r['ops_per_s'] for r in results['dovecot']])}")
+    print(f"{'ratio mailward/dovecot':<28} "
+          f"{statistics.median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f})")  # fmt: skip
+    if cpu_per_op:
+        print(f"{'mailward CPU ms/op':<28} {_med(cpu_per_op)}")
+    commands = sorted({c for rs in results.values() for r in rs for c in r["per_command"]})
+    print(f"{'command':<16} {'mw p50':>9} {'dc p50':>9} {'mw p99':>9} {'dc p99':>9}  (ms)")
+    for command in commands:
+        cells = []
+        for stat in ("p50_ms", "p99_ms"):
+            for label in ("mailward", "dovecot"):
+                values = [r["per_command"][command][stat] for r in results[label]
+                          if command in r["per_command"]]  # fmt: skip
+                cells.append(f"{statistics.median(values):9.1f}" if values else f"{'n/a':>9}")
+        print(f"{command:<16} {cells[0]} {cells[1]} {cells[2]} {cells[3]}")
+
+
+if __name__ == "__main__":
+    main()
