@@ -28,8 +28,9 @@ from imap.mime_structure import envelope_of
 
 # What one entry costs beyond its octets (the object, its key, the LRU links).
 ENTRY_OVERHEAD = 400
-# Field lists remembered per message (clients use one or two).
+# Field lists and item lists remembered per message (clients use one or two).
 MAX_SECTIONS = 2
+MAX_LINES = 2
 # The default bound: about 25,000 messages with ordinary headers.
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 
@@ -46,17 +47,39 @@ class Summary:
     # BODY[HEADER.FIELDS (...)] as rendered for the field lists clients asked
     # for (each client asks for its own list, for every message it shows).
     sections: dict[tuple[str, tuple[str, ...]], bytes] | None = None
+    # FETCH responses without their sequence number, per item list, with the
+    # index entry (flags, mod-sequence) they were rendered for: a client lists
+    # the same folder with the same items again and again.
+    lines: dict[int, tuple[object, bytes]] | None = None
     referenced: bool = False  # used since the clock hand last passed (see SummaryCache)
 
     @property
     def cost(self) -> int:
         extra = len(self.body or b"") + len(self.bodystructure or b"")
         extra += sum(len(data) for data in (self.sections or {}).values())
+        extra += sum(len(line) for _, line in (self.lines or {}).values())
         return ENTRY_OVERHEAD + len(self.header) + len(self.envelope) + extra
 
     def header_view(self) -> MessageView:
         """A view of the header alone: the same fields and header sections as the message."""
         return MessageView(self.header)
+
+    def line(self, plan: int, entry: object) -> bytes | None:
+        """The items rendered for ``plan`` if that was for this very index entry."""
+        if self.lines is None:
+            return None
+        hit = self.lines.get(plan)
+        return hit[1] if hit is not None and hit[0] is entry else None
+
+    def remember_line(self, plan: int, entry: object, line: bytes) -> bool:
+        """Keep a rendering; True if it is a new item list (the cost grew)."""
+        if self.lines is None:
+            self.lines = {}
+        new = plan not in self.lines
+        if new and len(self.lines) >= MAX_LINES:
+            self.lines.clear()
+        self.lines[plan] = (entry, line)
+        return new
 
     def header_section(self, text: str, headers: tuple[str, ...]) -> bytes:
         """``BODY[HEADER]``, ``BODY[HEADER.FIELDS (...)]`` or ``.NOT`` of the message."""

@@ -81,7 +81,10 @@ class MessageInfo:
 
     def with_flags(self, flags: frozenset[str], modseq: int) -> MessageInfo:
         """The message after a STORE, under the name the STORE gave its file."""
-        return replace(self, flags=flags, modseq=modseq)
+        name = self.filename
+        if system_flags(flags) != system_flags(self.flags):
+            name = file_name(self.base_name, flags)
+        return replace(self, flags=flags, modseq=modseq, filename=name)
 
 
 @dataclass(frozen=True, slots=True)

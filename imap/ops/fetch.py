@@ -21,6 +21,7 @@ for a command that may carry it) is left out and the command ends
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,6 +82,7 @@ class Plan:
     whole: bool  # some item needs the message octets
     summary: bool  # some item is answered from the summary
     structures: bool  # BODY or BODYSTRUCTURE
+    key: int  # names this plan in the summaries' rendered lines
 
     @classmethod
     def of(cls, items: Sequence[FetchItem]) -> Plan:
@@ -92,7 +94,7 @@ class Plan:
         kinds = {kind for kind, _, _ in steps}
         structures = bool(kinds & {K_BODY, K_BODYSTRUCTURE})
         summary = structures or bool(kinds & {K_ENVELOPE, K_RFC822_HEADER, K_HEADER_SECTION})
-        return cls(steps, K_CONTENT in kinds, summary, structures)
+        return cls(steps, K_CONTENT in kinds, summary, structures, next(_plan_keys))
 
     def cached(self, summary: Summary | None) -> bool:
         """Whether a message needs no file read given its cached summary."""
@@ -101,6 +103,9 @@ class Plan:
         if not self.summary:
             return True
         return summary is not None and (not self.structures or summary.bodystructure is not None)
+
+
+_plan_keys = itertools.count()
 
 
 @lru_cache(maxsize=256)
@@ -129,7 +134,18 @@ def render_message(
     summary: Summary | None,
     view: MessageView | None,
 ) -> bytes:
-    """One ``* n FETCH (...)`` response (RFC 3501 §7.4.2).
+    """One ``* n FETCH (...)`` response (RFC 3501 §7.4.2)."""
+    return b"* %d FETCH (%s)\r\n" % (seq, render_items(selected, info, plan, summary, view))
+
+
+def render_items(
+    selected: SelectedFolder,
+    info: MessageInfo,
+    plan: Plan,
+    summary: Summary | None,
+    view: MessageView | None,
+) -> bytes:
+    """What goes between the parentheses of a FETCH response.
 
     ``summary`` is given when ``plan.summary``, ``view`` when the plan needs
     the octets. Every listing of a folder comes through here for each
@@ -164,7 +180,7 @@ def render_message(
         else:
             assert view is not None
             out.append(_content_item(item, view))
-    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(out))
+    return b" ".join(out)
 
 
 def _read(
@@ -207,6 +223,7 @@ def render_batch(
     missing = 0
     plan = Plan.of(items)
     vanished, messages, lookup = selected.vanished, selected.messages, cache.get
+    recent = selected.recent
     for done, (seq, uid) in enumerate(batch):
         if uid in vanished:
             missing += 1
@@ -215,6 +232,16 @@ def render_batch(
             plan = Plan.of((*items, *extra.get(uid, ())))
         info = messages[uid]
         summary = lookup(info.filename.partition(INFO_SEPARATOR)[0]) if plan.summary else None
+        if summary is not None and not plan.whole and uid not in recent:
+            # A listing again: the same items of the same message render the same.
+            line = summary.line(plan.key, info)
+            if line is None and plan.cached(summary):
+                line = render_items(selected, info, plan, summary, None)
+                if summary.remember_line(plan.key, info, line):
+                    cache.put(info.filename.partition(INFO_SEPARATOR)[0], summary)  # re-account
+            if line is not None:
+                responses.append(b"* %d FETCH (%s)\r\n" % (seq, line))
+                continue
         view = None
         if not plan.cached(summary):
             try:

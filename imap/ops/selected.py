@@ -257,7 +257,7 @@ class SelectedFolder:
         base = info.base_name
         if self._paths is not None:
             path = self._paths.get(base)
-            if path is not None:
+            if path is not None and path.exists():
                 return path
         self._paths = _scan(info.directory.parent)
         return self._paths.get(base)

@@ -50,6 +50,7 @@ async def test_fetch_is_the_same_cold_and_warm(
     assert len(world.ctx.summaries) == 4
     warm = await _fetch_all(world, transcript, b"w")
     assert warm == cold
+    assert await _fetch_all(world, transcript, b"v") == cold  # rendered lines remembered
     world.ctx.summaries = type(world.ctx.summaries)()  # forget everything: files again
     assert await _fetch_all(world, transcript, b"f") == cold
 
@@ -117,3 +118,26 @@ async def test_fetch_after_own_stores_finds_the_renamed_file(world: IMAPWorld, t
     await other.expect(b"x OK*")
     await t.send(b"g FETCH 1 (BODY.PEEK[])")
     assert (await t.expect(b"g *"))[-1].startswith(b"g OK")
+
+
+async def test_remembered_lines_follow_flag_changes(world: IMAPWorld, transcript) -> None:
+    """Ensure a listing shows current flags after this or another session changed them."""
+    world.deliver(MESSAGE)
+    other, t = await transcript(), await transcript()
+    for client in (other, t):  # the first to select takes \\Recent
+        await client.login()
+        await client.send(b"s SELECT INBOX")
+        await client.expect(b"s OK*")
+    for n in range(2):
+        await t.send(b"a%d FETCH 1 (FLAGS ENVELOPE)" % n)
+        assert b"FLAGS () ENVELOPE" in (await t.expect(b"a%d OK*" % n))[0]
+    await t.send(b"b STORE 1 +FLAGS.SILENT (\\Seen)")
+    await t.expect(b"b OK*")
+    await t.send(b"c FETCH 1 (FLAGS ENVELOPE)")
+    assert b"FLAGS (\\Seen) ENVELOPE" in (await t.expect(b"c OK*"))[0]
+    await other.send(b"d STORE 1 +FLAGS.SILENT (\\Flagged)")
+    await other.expect(b"d OK*")
+    await t.send(b"e NOOP")
+    await t.expect(b"e OK*")
+    await t.send(b"f FETCH 1 (FLAGS ENVELOPE)")
+    assert b"FLAGS (\\Flagged \\Seen) ENVELOPE" in (await t.expect(b"f OK*"))[0]
