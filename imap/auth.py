@@ -39,6 +39,7 @@ from imap.config import LoginLimits
 from policy.addresses import Address, AddressError
 from policy.routing import DomainState, MailboxState
 from storage.db import Database
+from storage.identity import is_temporary_credential
 from storage.models import AppPassword, Domain, Mailbox
 from storage.secrets import hash_password, verify_password
 
@@ -61,6 +62,7 @@ class LoginRefusal(StrEnum):
     BAD_CREDENTIALS = "bad-credentials"
     RATE_LIMITED = "rate-limited"
     DISABLED = "disabled"  # suspended or not yet activated mailbox, suspended domain
+    TEMPORARY_ONLY = "temporary-only"  # a helpdesk reset credential: it only sets a password
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,8 @@ class Authenticator:
             return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
         credential = self._verify(account, username, password)
         if credential is None:
+            if not account.password_hash and self._temporary(account.mailbox_id, password):
+                return LoginOutcome(None, LoginRefusal.TEMPORARY_ONLY)
             return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
         if not account.active:
             return LoginOutcome(None, LoginRefusal.DISABLED)
@@ -205,6 +209,10 @@ class Authenticator:
         )
         active = state == MailboxState.ACTIVE and domain_state != DomainState.SUSPENDED
         return _Account(mailbox_id, str(address), active, password_hash, usable)
+
+    def _temporary(self, mailbox_id: int, password: str) -> bool:
+        with self.db.reader() as session:
+            return is_temporary_credential(session, mailbox_id, password, self._now())
 
     def _verify(self, account: _Account, username: str, password: str) -> str | None:
         """The credential label the password matches, or None."""

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Mailbox
 from storage.models_identity import MailboxCredential, ResetRequest
+from storage.secrets import token_digest
 
 EXECUTED = "executed"  # policy.identity.ResetState.EXECUTED
 
@@ -50,3 +51,24 @@ def sessions_revoked_at(session: Session, mailbox_id: int) -> datetime | None:
             MailboxCredential.mailbox_id == mailbox_id
         )
     )
+
+
+def is_temporary_credential(
+    session: Session, mailbox_id: int, secret: str, now: datetime | None = None
+) -> bool:
+    """True when ``secret`` is the mailbox's pending, unexpired temporary reset credential.
+
+    Mail servers use it to tell the user, instead of a bare failure, that this
+    credential only sets a new password (it is compared by its SHA-256 digest,
+    the only form stored).
+    """
+    now = now or datetime.now(UTC)
+    found = session.scalars(
+        select(ResetRequest.id).where(
+            ResetRequest.mailbox_id == mailbox_id,
+            ResetRequest.state == EXECUTED,
+            ResetRequest.expires_at > now,
+            ResetRequest.temp_credential_sha256 == token_digest(secret),
+        )
+    ).first()
+    return found is not None

@@ -33,6 +33,9 @@ _REFUSALS = {
     LoginRefusal.RATE_LIMITED: ("Too many failed logins; try again later",
                                 ResponseCode.UNAVAILABLE),
     LoginRefusal.DISABLED: ("Account disabled", ResponseCode.CONTACTADMIN),
+    LoginRefusal.TEMPORARY_ONLY: ("This is a temporary credential: open the reset link you "
+                                  "received to set a new password, then log in with it",
+                                  ResponseCode.ALERT),
 }  # fmt: skip
 
 
