@@ -4,8 +4,11 @@ Each repetition runs the shared load generator once against each target,
 back to back, so machine noise hits both alike; the ratio Mailward/Dovecot is
 taken inside each repetition and the table reports medians (min..max) of the
 ops/s, the ratios, and each command's p50/p99. Both servers must already be
-running and seeded (``imap_load.py --seed 200`` once per target); with
-``--pid`` the Mailward process's CPU seconds per operation are reported too.
+running and seeded (``imap_load.py --seed 200`` once per target). With
+``--pid`` (Mailward) and ``--reference-pid`` (the Dovecot master, whose
+per-connection processes are counted when they are reaped) the server CPU
+milliseconds per operation are reported too: on a shared machine they vary
+less than the rates.
 
     .venv/bin/python bench/imap_compare.py --mailward 4243 --reference 1143 --reps 3
 """
@@ -13,6 +16,7 @@ running and seeded (``imap_load.py --seed 200`` once per target); with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -24,9 +28,32 @@ HERE = Path(__file__).resolve().parent
 LOAD = HERE.parent.parent / "shared" / "bench" / "imap_load.py"
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:  # reaped children (Dovecot's per-connection imap processes)
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of a process, its live descendants and its reaped children."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    total = 0.0
+    for pid in parents:
+        ancestor = pid
+        while ancestor not in (0, 1, root) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(pid, children=pid == root)
+    return total
 
 
 def run_load(port: int, args: argparse.Namespace, label: str) -> dict:
@@ -54,6 +81,8 @@ def main() -> None:
     ap.add_argument("--mailward", type=int, default=4143, help="Mailward IMAP port")
     ap.add_argument("--reference", type=int, default=1143, help="Dovecot IMAP port")
     ap.add_argument("--pid", type=int, help="Mailward server pid, for CPU per op")
+    ap.add_argument("--reference-pid", type=int,
+                    help="Dovecot master pid: CPU per op of its whole process tree")  # fmt: skip
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=50)
@@ -65,17 +94,21 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {"mailward": [], "dovecot": []}
     ratios: list[float] = []
-    cpu_per_op: list[float] = []
+    cpu_per_op: dict[str, list[float]] = {"mailward": [], "dovecot": []}
+    measure = {"mailward": (lambda: cpu_seconds(args.pid)) if args.pid else None,
+               "dovecot": (lambda: tree_cpu_seconds(args.reference_pid))
+               if args.reference_pid else None}  # fmt: skip
     for rep in range(args.reps):
         order = [("mailward", args.mailward), ("dovecot", args.reference)]
         if rep % 2:
             order.reverse()
         got = {}
         for label, port in order:
-            cpu0 = cpu_seconds(args.pid) if label == "mailward" and args.pid else None
+            cpu = measure[label]
+            cpu0 = cpu() if cpu is not None else None
             got[label] = res = run_load(port, args, label)
-            if cpu0 is not None and res["ops"]:
-                cpu_per_op.append(1000 * (cpu_seconds(args.pid) - cpu0) / res["ops"])
+            if cpu is not None and cpu0 is not None and res["ops"]:
+                cpu_per_op[label].append(1000 * (cpu() - cpu0) / res["ops"])
             results[label].append(res)
             if args.json:
                 print(json.dumps(res))
@@ -93,8 +126,9 @@ def main() -> None:
     print(f"{'ops/s dovecot':<28} {_med([r['ops_per_s'] for r in results['dovecot']])}")
     print(f"{'ratio mailward/dovecot':<28} "
           f"{statistics.median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f})")  # fmt: skip
-    if cpu_per_op:
-        print(f"{'mailward CPU ms/op':<28} {_med(cpu_per_op)}")
+    for label, values in cpu_per_op.items():
+        if values:
+            print(f"{label + ' CPU ms/op':<28} {_med(values)}")
     commands = sorted({c for rs in results.values() for r in rs for c in r["per_command"]})
     print(f"{'command':<16} {'mw p50':>9} {'dc p50':>9} {'mw p99':>9} {'dc p99':>9}  (ms)")
     for command in commands:

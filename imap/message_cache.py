@@ -10,8 +10,9 @@ a MIME parse.
 
 A :class:`Summary` holds the header block (CRLF form, with its blank line:
 enough for ENVELOPE, ``BODY[HEADER]``, ``BODY[HEADER.FIELDS ...]`` and the
-header criteria of SEARCH) and the rendered ENVELOPE, plus BODY and
-BODYSTRUCTURE once something asked for them. :class:`SummaryCache` is an LRU
+header criteria of SEARCH), and what was derived from it or from the whole
+message once something asked: the rendered ENVELOPE, BODY, BODYSTRUCTURE,
+header sections, decoded fields for SEARCH, rendered FETCH lines. :class:`SummaryCache` is an LRU
 bounded by the octets it holds; it is shared by every session and used from
 worker threads and the event loop alike.
 """
@@ -38,7 +39,7 @@ DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 @dataclass(slots=True)
 class Summary:
     header: bytes  # the header block in CRLF form, with the blank line that ends it
-    envelope: bytes  # the rendered ENVELOPE (RFC 3501 §7.4.2)
+    envelope_data: bytes | None = None  # the rendered ENVELOPE, once asked for
     body: bytes | None = None  # the rendered BODY, once asked for
     bodystructure: bytes | None = None  # the rendered BODYSTRUCTURE, once asked for
     # Decoded values of the fields SEARCH asked about (a client's quick filter
@@ -58,7 +59,17 @@ class Summary:
         extra = len(self.body or b"") + len(self.bodystructure or b"")
         extra += sum(len(data) for data in (self.sections or {}).values())
         extra += sum(len(line) for _, line in (self.lines or {}).values())
-        return ENTRY_OVERHEAD + len(self.header) + len(self.envelope) + extra
+        return ENTRY_OVERHEAD + len(self.header) + len(self.envelope_data or b"") + extra
+
+    @property
+    def envelope(self) -> bytes:
+        """The rendered ENVELOPE (RFC 3501 §7.4.2): the header fields only, no MIME parse."""
+        if self.envelope_data is None:
+            header = self.header
+            fields = message_header_fields(header)
+            root = Entity(0, len(header), len(header), fields, "text", "plain", ())
+            self.envelope_data = render(envelope_of(root))
+        return self.envelope_data
 
     def header_view(self) -> MessageView:
         """A view of the header alone: the same fields and header sections as the message."""
@@ -126,13 +137,8 @@ class Summary:
 
 
 def summarize(view: MessageView) -> Summary:
-    """The summary of a whole message (structures are added when asked for).
-
-    ENVELOPE needs the header fields only, so the MIME structure is not parsed.
-    """
-    header = header_block(view.raw)
-    fields = Entity(0, len(header), len(header), message_header_fields(header), "text", "plain", ())
-    return Summary(header, render(envelope_of(fields)))
+    """The summary of a whole message (the rest is derived when asked for)."""
+    return Summary(header_block(view.raw))
 
 
 class SummaryCache:
