@@ -54,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
 DOMAIN = "client-a.test"
-PASSWORD = "secret"
+PASSWORD = os.environ.get("BENCH_PASSWORD", "secret")  # the reference stack's test password
 WORDS = (
     "budget", "report", "meeting", "invoice", "travel", "project", "launch", "review",
     "quarterly", "lunch", "contract", "design", "release", "roadmap", "hiring", "offsite",

@@ -27,7 +27,7 @@ from aiosmtpd.smtp import SMTP
 
 from admin.certs import ensure_self_signed, server_context
 from admin.config import load_settings
-from bench.seed import seed
+from bench.seed import REFERENCE_PASSWORD, seed
 from mta.delivery import DeliveryAgent
 from mta.dkim_keys import KeyStore
 from mta.inbound import listening_port
@@ -38,7 +38,7 @@ from storage.db import Database
 from storage.spool import Spool
 
 HOST = "mail.bench.test"
-PASSWORD = "secret"
+PASSWORD = REFERENCE_PASSWORD
 
 
 class Sink:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from admin.config import load_settings
 from admin.services import directory as d
@@ -17,6 +18,9 @@ from storage.db import Database
 from storage.secrets import hash_password
 
 DOMAINS = ("client-a.test", "client-b.test")
+# The reference stack's documented test password (../shared/bench/README.md),
+# so one load command fits both targets. Bench data only, never a deployment.
+REFERENCE_PASSWORD: Final = "secret"
 ACTOR = "system:bench"
 
 
@@ -45,7 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--users", type=int, default=50)
-    ap.add_argument("--password", default="secret")
+    ap.add_argument("--password", default=REFERENCE_PASSWORD)
     args = ap.parse_args()
     seed(args.data, args.users, args.password)
 
