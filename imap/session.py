@@ -46,6 +46,7 @@ from imap.proto import Command, IMAPError, ProtocolState
 from imap.proto.commands import FetchCommand, SearchCommand, StoreCommand
 from imap.proto.formatting import Atom
 from imap.proto.responses import ResponseCode, Status, format_code, tagged, untagged_status
+from imap.workers import run_blocking, run_index
 from storage.db import StorageUnavailable
 from storage.folder_names import FolderNameError
 from storage.mailindex import FolderExists, FolderMissing, FolderState
@@ -234,7 +235,7 @@ class Session:
     async def authenticated(self, principal: Principal) -> None:
         """Enter the authenticated state; a mailbox gets its default folders once."""
         if principal.mailbox_id not in self.ctx.defaults_ensured:
-            await asyncio.to_thread(self.ctx.store.ensure_defaults, principal.mailbox_id)
+            await run_blocking(self.ctx.store.ensure_defaults, principal.mailbox_id)
             self.ctx.defaults_ensured.add(principal.mailbox_id)
         self.principal = principal
         self.state = ProtocolState.AUTHENTICATED
@@ -312,7 +313,7 @@ class Session:
                 return
         self.begin_refresh()
         try:
-            state = await asyncio.to_thread(self.ctx.store.sync, view.mailbox_id, view.name)
+            state = await run_index(self.ctx.store.sync, view.mailbox_id, view.name)
         except FolderMissing:
             state = None
         except (StorageUnavailable, OSError) as exc:

@@ -20,7 +20,7 @@ grew (RFC 7162 makes every index change bump it), and a directory listing:
   the last listing and that listing was made :data:`MTIME_TRUST_NS` after
   the mtime, since file systems stamp directories with a coarse clock.
 
-Everything here is pure except :func:`list_dir`.
+Everything here is pure except :func:`list_dir`, :func:`mtime_ns` and :func:`now_ns`.
 """
 
 from __future__ import annotations

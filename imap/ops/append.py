@@ -11,7 +11,6 @@ EXISTS by the refresh that precedes the tagged OK. The message's summary
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from imap.message_cache import summarize
@@ -20,6 +19,7 @@ from imap.ops import Completion, Handlers
 from imap.proto import IMAPError
 from imap.proto.commands import AppendCommand
 from imap.proto.responses import ResponseCode, appenduid_code
+from imap.workers import run_blocking
 from storage.mailindex import Appended, FolderMissing
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ async def append(session: Session, cmd: AppendCommand) -> Completion:
         return stored
 
     try:
-        stored = await asyncio.to_thread(append_and_summarize)
+        stored = await run_blocking(append_and_summarize)
     except FolderMissing:
         raise IMAPError.no("No such folder", ResponseCode.TRYCREATE) from None
     session.changed()

@@ -7,7 +7,9 @@ files are read only for the octets themselves or to fill the cache, and then
 without waiting for the disk: a batch whose files are all in the page cache
 (:func:`~imap.ops.selected.read_if_cached`) is rendered on the event loop;
 any other batch goes to a worker thread. Listing a folder therefore costs no
-thread hand-off once its summaries are cached.
+thread hand-off once its summaries are cached, and listing it again with the
+same items reuses each message's rendered response (kept on its summary with
+the index entry it was made for, so changed flags render anew).
 
 ``BODY[...]`` without ``.PEEK`` and ``RFC822``/``RFC822.TEXT`` set ``\\Seen``
 first, in one STORE, and the response then carries the new FLAGS (RFC 3501
@@ -35,6 +37,7 @@ from imap.proto.commands import FetchCommand
 from imap.proto.fetch import BodySection, FetchAttr, FetchItem, Section, SectionText, sets_seen
 from imap.proto.formatting import format_datetime, format_literal
 from imap.proto.responses import ResponseCode, Status
+from imap.workers import run_blocking, run_index
 from storage.mailindex import MessageInfo
 from storage.mailindex_state import INFO_SEPARATOR
 
@@ -285,7 +288,7 @@ async def fetch(session: Session, cmd: FetchCommand) -> Completion:
         ]
         if unseen:
             store = session.ctx.store
-            updated, _ = await asyncio.to_thread(
+            updated, _ = await run_index(
                 store.store_flags, selected.folder.id, unseen, "+", [SEEN])  # fmt: skip
             session.send(*selected.apply(updated))
             session.changed()
@@ -303,7 +306,7 @@ async def fetch(session: Session, cmd: FetchCommand) -> Completion:
         batch = targets[start : start + size]
         responses, gone, rest = render_batch(selected, cache, batch, items, extra, wait=False)
         if rest:  # a file to read from the disk: the rest of the batch in a worker thread
-            more, more_gone, _ = await asyncio.to_thread(
+            more, more_gone, _ = await run_blocking(
                 render_batch, selected, cache, rest, items, extra)  # fmt: skip
             responses += more
             gone += more_gone

@@ -12,7 +12,6 @@ sub-folders, since the store has no ``\\Noselect`` folders to leave behind.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import Iterable
@@ -36,6 +35,7 @@ from imap.proto.commands import (
     UnsubscribeCommand,
 )
 from imap.proto.responses import ResponseCode, list_response, namespace_response, status_response
+from imap.workers import run_blocking, run_index
 from storage.folder_names import DELIMITER, validate
 from storage.mailindex import FolderExists, FolderInfo, FolderMissing, MailStore
 
@@ -52,7 +52,7 @@ async def _select(session: Session, name: str, condstore: bool, read_only: bool)
     if condstore:
         session.enable_condstore()
     try:
-        state = await asyncio.to_thread(session.ctx.store.sync, session.mailbox_id, name)
+        state = await run_index(session.ctx.store.sync, session.mailbox_id, name)
     except FolderMissing:
         raise IMAPError.no("No such folder", ResponseCode.NONEXISTENT) from None
     view = SelectedFolder(session.mailbox_id, state, read_only=read_only)
@@ -93,7 +93,7 @@ async def create(session: Session, cmd: CreateCommand) -> Completion:
     name = validate(name)
     if name == INBOX:
         raise IMAPError.no("INBOX always exists", ResponseCode.ALREADYEXISTS)
-    await asyncio.to_thread(_create, session.ctx.store, session.mailbox_id, name)
+    await run_blocking(_create, session.ctx.store, session.mailbox_id, name)
     session.changed()
     return Completion("CREATE completed")
 
@@ -110,7 +110,7 @@ def _delete(store: MailStore, mailbox_id: int, name: str) -> None:
 async def delete(session: Session, cmd: DeleteCommand) -> Completion:
     if cmd.mailbox == INBOX:
         raise IMAPError.no("INBOX cannot be deleted", ResponseCode.CANNOT)
-    await asyncio.to_thread(_delete, session.ctx.store, session.mailbox_id, cmd.mailbox)
+    await run_blocking(_delete, session.ctx.store, session.mailbox_id, cmd.mailbox)
     if session.selected is not None and session.selected.name == cmd.mailbox:
         session.deselect()
         session.send(closed_response())
@@ -137,7 +137,7 @@ async def rename(session: Session, cmd: RenameCommand) -> Completion:
         raise IMAPError.no("INBOX already exists", ResponseCode.ALREADYEXISTS)
     if new == old or new.startswith(old + DELIMITER):
         raise IMAPError.no("Cannot rename a folder into itself", ResponseCode.CANNOT)
-    await asyncio.to_thread(_rename, session.ctx.store, session.mailbox_id, old, new)
+    await run_blocking(_rename, session.ctx.store, session.mailbox_id, old, new)
     view = session.selected
     if view is not None and old != INBOX and (view.name == old or view.name.startswith(old + ".")):
         view.name = new + view.name[len(old) :]  # same folder row, new name
@@ -146,12 +146,12 @@ async def rename(session: Session, cmd: RenameCommand) -> Completion:
 
 
 async def subscribe(session: Session, cmd: SubscribeCommand) -> Completion:
-    await asyncio.to_thread(session.ctx.store.subscribe, session.mailbox_id, cmd.mailbox, True)
+    await run_blocking(session.ctx.store.subscribe, session.mailbox_id, cmd.mailbox, True)
     return Completion("SUBSCRIBE completed")
 
 
 async def unsubscribe(session: Session, cmd: UnsubscribeCommand) -> Completion:
-    await asyncio.to_thread(session.ctx.store.subscribe, session.mailbox_id, cmd.mailbox, False)
+    await run_blocking(session.ctx.store.subscribe, session.mailbox_id, cmd.mailbox, False)
     return Completion("UNSUBSCRIBE completed")
 
 
@@ -234,7 +234,7 @@ async def list_folders(session: Session, cmd: ListCommand) -> Completion:
     if not cmd.pattern:
         session.send(_root_response(cmd.reference, "LIST"))
         return Completion("LIST completed")
-    folders = await asyncio.to_thread(session.ctx.store.list_folders, session.mailbox_id)
+    folders = await run_blocking(session.ctx.store.list_folders, session.mailbox_id)
     session.send(*_listing(folders, cmd.reference + cmd.pattern))
     return Completion("LIST completed")
 
@@ -243,7 +243,7 @@ async def lsub(session: Session, cmd: LsubCommand) -> Completion:
     if not cmd.pattern:
         session.send(_root_response(cmd.reference, "LSUB"))
         return Completion("LSUB completed")
-    folders = await asyncio.to_thread(session.ctx.store.list_folders, session.mailbox_id)
+    folders = await run_blocking(session.ctx.store.list_folders, session.mailbox_id)
     session.send(*_subscriptions(folders, cmd.reference + cmd.pattern))
     return Completion("LSUB completed")
 
@@ -254,7 +254,7 @@ async def lsub(session: Session, cmd: LsubCommand) -> Completion:
 async def status(session: Session, cmd: StatusCommand) -> Completion:
     if StatusItem.HIGHESTMODSEQ in cmd.items:
         session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE-enabling command
-    state = await asyncio.to_thread(session.ctx.store.sync, session.mailbox_id, cmd.mailbox)
+    state = await run_index(session.ctx.store.sync, session.mailbox_id, cmd.mailbox)
     view = session.selected
     recent = len(state.recent)
     if view is not None and view.folder.id == state.folder.id:

@@ -9,13 +9,13 @@ Quotas are provisioned by operators, so SETQUOTA is refused.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from imap.ops import Completion, Handlers
 from imap.proto import IMAPError
 from imap.proto.commands import GetQuotaCommand, GetQuotaRootCommand, SetQuotaCommand
 from imap.proto.responses import ResponseCode, quota_response, quotaroot_response
+from imap.workers import run_blocking
 from policy.quota import QuotaLevel
 from storage import quota as quota_store
 from storage.mailindex import FolderMissing
@@ -39,10 +39,10 @@ def _quota(level: QuotaLevel) -> bytes:
 
 
 async def get_quota_root(session: Session, cmd: GetQuotaRootCommand) -> Completion:
-    folder = await asyncio.to_thread(session.ctx.store.get_folder, session.mailbox_id, cmd.mailbox)
+    folder = await run_blocking(session.ctx.store.get_folder, session.mailbox_id, cmd.mailbox)
     if folder is None:
         raise FolderMissing(cmd.mailbox)
-    level = await asyncio.to_thread(_limiting, session)
+    level = await run_blocking(_limiting, session)
     session.send(quotaroot_response(cmd.mailbox, [ROOT] if level is not None else []))
     if level is not None:
         session.send(_quota(level))
@@ -50,7 +50,7 @@ async def get_quota_root(session: Session, cmd: GetQuotaRootCommand) -> Completi
 
 
 async def get_quota(session: Session, cmd: GetQuotaCommand) -> Completion:
-    level = await asyncio.to_thread(_limiting, session) if cmd.root == ROOT else None
+    level = await run_blocking(_limiting, session) if cmd.root == ROOT else None
     if level is None:
         raise IMAPError.no("No such quota root", ResponseCode.NONEXISTENT)
     session.send(_quota(level))

@@ -13,7 +13,6 @@ the response carries the highest mod-sequence of the matches.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from imap.proto.commands import SearchCommand
 from imap.proto.responses import search_response
 from imap.proto.search import SearchKey, uses_modseq
 from imap.search_match import MessageFacts, SearchContext, compile_key, needs_body, needs_view
+from imap.workers import run_blocking
 
 if TYPE_CHECKING:
     from imap.session import Session
@@ -117,9 +117,9 @@ async def search(session: Session, cmd: SearchCommand) -> Completion:
         try:  # cached header blocks: no need for a worker thread
             found = run_search(selected, cmd.key, cache, wait=False)
         except WouldBlock:
-            found = await asyncio.to_thread(run_search, selected, cmd.key, cache)
+            found = await run_blocking(run_search, selected, cmd.key, cache)
     else:
-        found = await asyncio.to_thread(run_search, selected, cmd.key, cache)
+        found = await run_blocking(run_search, selected, cmd.key, cache)
     numbers = [uid if cmd.uid else seq for seq, uid, _ in found]
     highest = max((modseq for _, _, modseq in found), default=None) if with_modseq else None
     session.send(search_response(numbers, highest))

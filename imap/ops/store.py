@@ -16,7 +16,6 @@ every command that would change it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from imap.ops import Completion, Handlers
@@ -34,6 +33,7 @@ from imap.proto.commands import (
 )
 from imap.proto.formatting import format_uid_set
 from imap.proto.responses import ResponseCode, copyuid_code, untagged_status
+from imap.workers import run_blocking, run_index
 from storage.mailindex import FolderMissing
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ async def store(session: Session, cmd: StoreCommand) -> Completion:
     uids = [uid for _, uid in targets]
     if not uids:
         return Completion("STORE completed")
-    updated, failed = await asyncio.to_thread(
+    updated, failed = await run_index(
         session.ctx.store.store_flags, selected.folder.id, uids, _MODES[cmd.mode], cmd.flags,
         cmd.unchanged_since,
     )  # fmt: skip
@@ -89,7 +89,7 @@ async def _transfer(session: Session, cmd: CopyCommand | MoveCommand, move: bool
         return Completion(f"{verb} completed, nothing to do")
     operation = session.ctx.store.move if move else session.ctx.store.copy
     try:
-        validity, pairs = await asyncio.to_thread(
+        validity, pairs = await run_blocking(
             operation, selected.folder.id, uids, session.mailbox_id, cmd.mailbox)  # fmt: skip
     except FolderMissing:
         raise IMAPError.no("No such folder", ResponseCode.TRYCREATE) from None
@@ -115,7 +115,7 @@ async def move(session: Session, cmd: MoveCommand) -> Completion:
 
 async def expunge(session: Session, cmd: ExpungeCommand) -> Completion:
     selected = _writable(session)
-    removed = await asyncio.to_thread(session.ctx.store.expunge, selected.folder.id)
+    removed = await run_blocking(session.ctx.store.expunge, selected.folder.id)
     session.send(*selected.remove(removed))
     if removed:
         session.changed()
@@ -127,7 +127,7 @@ async def uid_expunge(session: Session, cmd: UidExpungeCommand) -> Completion:
     uids = [uid for _, uid in selected.resolve(cmd.sequence_set, uid=True)]
     removed: list[int] = []
     if uids:
-        removed = await asyncio.to_thread(session.ctx.store.expunge, selected.folder.id, uids)
+        removed = await run_blocking(session.ctx.store.expunge, selected.folder.id, uids)
     session.send(*selected.remove(removed))
     if removed:
         session.changed()
@@ -139,7 +139,7 @@ async def close(session: Session, cmd: CloseCommand) -> Completion:
     assert selected is not None
     session.deselect()  # RFC 3501 §6.4.2: no EXPUNGE responses, even on failure
     if not selected.read_only:
-        removed = await asyncio.to_thread(session.ctx.store.expunge, selected.folder.id)
+        removed = await run_blocking(session.ctx.store.expunge, selected.folder.id)
         if removed:
             session.changed()
     return Completion("CLOSE completed")
