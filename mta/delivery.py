@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
-
-from sqlalchemy.orm import Session
+from typing import Any, TypeVar
 
 from mta.message import message_id, received_header, to_lf
 from policy import replies
@@ -44,7 +42,7 @@ from storage import quota as quota_store
 from storage.committer import GroupCommitter
 from storage.db import Database, StorageUnavailable
 from storage.directory import FactsCache
-from storage.models import RoutingEntry
+from storage.ledger import Tx
 from storage.quota import QuotaExceeded
 from storage.spool import Spool, SpooledFile, new_queue_id
 
@@ -105,24 +103,25 @@ def _entry(
     reply: SMTPReply,
     queue_id: str | None = None,
     msg_id: str | None = None,
-) -> RoutingEntry:
-    return RoutingEntry(
-        at=now,
-        session=conn.session_id,
-        client_ip=conn.client_ip,
-        helo=conn.helo,
-        mail_from=mail_from,
-        recipient=str(recipient),
-        decision=action,
-        reason=decision.reason.value,
-        rule_ids=",".join(decision.rule_ids),
-        reply=str(reply),
-        message_id=msg_id,
-        queue_id=queue_id,
-        trace=json.dumps(
+) -> dict[str, Any]:
+    """A routing log row (``storage.chain.append_rows`` adds id and hashes)."""
+    return {
+        "at": now,
+        "session": conn.session_id,
+        "client_ip": conn.client_ip,
+        "helo": conn.helo,
+        "mail_from": mail_from,
+        "recipient": str(recipient),
+        "decision": action,
+        "reason": decision.reason.value,
+        "rule_ids": ",".join(decision.rule_ids),
+        "reply": str(reply),
+        "message_id": msg_id,
+        "queue_id": queue_id,
+        "trace": json.dumps(
             [[s.rule, s.outcome, s.reason.value] for s in decision.trace], separators=(",", ":")
         ),
-    )
+    }
 
 
 class DeliveryAgent:
@@ -151,8 +150,8 @@ class DeliveryAgent:
         if self._owns_committer:
             self.committer.close()
 
-    async def _unit(self, work: Callable[[Session], T], *, isolated: bool = True) -> T:
-        return await asyncio.wrap_future(self.committer.submit(work, isolated=isolated))
+    async def _unit(self, work: Callable[[Tx], T], *, isolated: bool = True) -> T:
+        return await self.committer.run(work, isolated=isolated)
 
     # -- RCPT ---------------------------------------------------------------
 
@@ -164,20 +163,20 @@ class DeliveryAgent:
             raise
 
     def _decide(
-        self, conn: Connection, env: Envelope, recipient: Address, session: Session
+        self, conn: Connection, env: Envelope, recipient: Address, tx: Tx
     ) -> RoutingDecision:
         now = self.clock()
-        decision = route(self.facts.get(session, recipient), now)
+        decision = route(self.facts.get_tx(tx, recipient), now)
         if decision.accepted:
             needed = max(env.size_hint, 1)
             for mailbox in decision.mailboxes:
-                if not quota_store.snapshot(session, mailbox.id).fits(needed):
+                if not quota_store.snapshot_tx(tx, mailbox.id).fits(needed):
                     decision = defer_for_quota(decision)
                     break
         action = "accept" if decision.accepted else decision.action.value
         entry = _entry(conn, env.mail_from, recipient, decision, action, now,
                        reply=decision.reply)  # fmt: skip
-        chain.append(session, chain.ROUTING, [entry])
+        chain.append_rows(tx, chain.ROUTING, [entry])
         return decision
 
     # -- DATA ---------------------------------------------------------------
@@ -257,11 +256,11 @@ class DeliveryAgent:
         return Prepared(queue_id, msg_id, staged, sizes, forwards, spooled)
 
     def _record(
-        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, session: Session
+        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, tx: Tx
     ) -> None:
-        quota_store.charge(session, prepared.sizes)
+        quota_store.charge_tx(tx, prepared.sizes)
         if prepared.spooled is not None:
-            self.spool.record(session, prepared.spooled, env.mail_from, prepared.forwards, now)
+            self.spool.record_tx(tx, prepared.spooled, env.mail_from, prepared.forwards, now)
         entries = [
             _entry(conn, env.mail_from, item.recipient, item.decision,
                    "deliver" if item.decision.action is RouteAction.DELIVER else "forward",
@@ -269,7 +268,7 @@ class DeliveryAgent:
                    msg_id=prepared.message_id)
             for item in env.accepted
         ]  # fmt: skip
-        chain.append(session, chain.ROUTING, entries)
+        chain.append_rows(tx, chain.ROUTING, entries)
 
     def _abandon(self, staged: list[maildir.StagedMessage], spooled: SpooledFile | None) -> None:
         maildir.discard(staged)
@@ -277,7 +276,7 @@ class DeliveryAgent:
             self.spool.discard(spooled)
 
     def _log_deferred(
-        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, session: Session
+        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, tx: Tx
     ) -> None:
         entries = [
             _entry(conn, env.mail_from, item.recipient, defer_for_quota(item.decision),
@@ -285,4 +284,4 @@ class DeliveryAgent:
                    msg_id=prepared.message_id)
             for item in env.accepted
         ]  # fmt: skip
-        chain.append(session, chain.ROUTING, entries)
+        chain.append_rows(tx, chain.ROUTING, entries)

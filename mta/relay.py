@@ -67,8 +67,8 @@ async def log_decisions(
         _entry(conn, mail_from, rcpt, decision, action, now, reply=decision.reply)
         for rcpt, decision, action in decisions
     ]
-    work = partial(chain.append, chain=chain.ROUTING, entries=entries)
-    await asyncio.wrap_future(agent.committer.submit(work, isolated=False))
+    work = partial(chain.append_rows, chain=chain.ROUTING, rows=entries)
+    await agent.committer.run(work, isolated=False)
 
 
 def _action(decision: RoutingDecision) -> str:

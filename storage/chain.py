@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
+from storage.ledger import Statement, Tx
 from storage.models import AuditEntry, ChainHead, RoutingEntry
 
 GENESIS = "0" * 64
@@ -74,8 +75,12 @@ def entry_hash(prev_hash: str, fields: Iterable[Any]) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def _field_values(entry: AuditEntry | RoutingEntry, names: tuple[str, ...]) -> list[Any]:
-    values = [getattr(entry, name) for name in names]
+def _field_values(entry: AuditEntry | RoutingEntry | dict[str, Any], names: tuple[str, ...]
+                  ) -> list[Any]:  # fmt: skip
+    if isinstance(entry, dict):
+        values = [entry[name] for name in names]
+    else:
+        values = [getattr(entry, name) for name in names]
     # Hash the UTC form: the database stores UTC and hands back UTC, so an
     # aware time in another zone must hash the same at append and at verify.
     return [
@@ -111,14 +116,19 @@ def append(session: Session, chain: str, entries: list[AuditEntry] | list[Routin
     tail = _tail(session, chain)
     columns = _COLUMNS[chain]
     for entry in entries:
-        # Ids come from the head, not from an autoincrement, so they are gapless
-        # and a deleted row is visible as a gap as well as a broken link.
-        tail.last_id += 1
-        entry.id = tail.last_id
-        entry.prev_hash = tail.last_hash
-        entry.hash = entry_hash(tail.last_hash, _field_values(entry, names))
-        tail.last_hash = entry.hash
-        tail.pending.append({c: getattr(entry, c) for c in columns})
+        row = {c: getattr(entry, c) for c in columns}
+        _link(tail, names, row)
+        entry.id, entry.prev_hash, entry.hash = row["id"], row["prev_hash"], row["hash"]
+
+
+def _link(tail: _Tail, names: tuple[str, ...], row: dict[str, Any]) -> None:
+    # Ids come from the head, not from an autoincrement, so they are gapless
+    # and a deleted row is visible as a gap as well as a broken link.
+    tail.last_id += 1
+    row["id"] = tail.last_id
+    row["prev_hash"] = tail.last_hash
+    row["hash"] = tail.last_hash = entry_hash(tail.last_hash, _field_values(row, names))
+    tail.pending.append(row)
 
 
 def _tail(session: Session, chain: str) -> _Tail:
@@ -164,7 +174,10 @@ def mark(session: Session) -> Mark:
 
 
 def rewind(session: Session, to: Mark) -> None:
-    tails: dict[str, _Tail] = session.info.get(_TAILS, {})
+    _rewind(session.info.get(_TAILS, {}), to)
+
+
+def _rewind(tails: dict[str, _Tail], to: Mark) -> None:
     for chain, tail in tails.items():
         if chain in to:
             tail.last_id, tail.last_hash, kept = to[chain]
@@ -173,6 +186,48 @@ def rewind(session: Session, to: Mark) -> None:
             tail.last_id -= len(tail.pending)
             tail.last_hash = tail.pending[0]["prev_hash"] if tail.pending else tail.last_hash
             tail.pending.clear()
+
+
+# -- the same chains on the group committer's driver connection (storage.ledger) --
+
+_HEAD_TX = Statement(_HEAD)
+_MOVE_HEAD_TX = Statement(_MOVE_HEAD)
+_INSERT_TX = {name: Statement(_INSERT[name], column_keys=_COLUMNS[name]) for name in _MODELS}
+
+
+def append_rows(tx: Tx, chain: str, rows: list[dict[str, Any]]) -> None:
+    """``append`` for plain rows in a ledger transaction; written by ``write_pending_tx``.
+
+    Each row must hold every column of the chain's table except ``id``,
+    ``prev_hash`` and ``hash``, which are filled in here.
+    """
+    if not rows:
+        return
+    tail: _Tail | None = tx.tails.get(chain)
+    if tail is None:
+        last_id, last_hash = tx.execute(_HEAD_TX, {"chain": chain}).fetchone()
+        tail = tx.tails[chain] = _Tail(last_id, last_hash, [])
+    names = _MODELS[chain][1]
+    for row in rows:
+        _link(tail, names, row)
+
+
+def write_pending_tx(tx: Tx) -> None:
+    """One multi-row INSERT and one head update per chain, just before COMMIT."""
+    for chain, tail in tx.tails.items():
+        if tail.pending:
+            tx.execute_many(_INSERT_TX[chain], tail.pending)
+            tx.execute(_MOVE_HEAD_TX, {"chain": chain, "new_last_id": tail.last_id,
+                                       "new_last_hash": tail.last_hash})  # fmt: skip
+    tx.tails.clear()
+
+
+def mark_tx(tx: Tx) -> Mark:
+    return {c: (t.last_id, t.last_hash, len(t.pending)) for c, t in tx.tails.items()}
+
+
+def rewind_tx(tx: Tx, to: Mark) -> None:
+    _rewind(tx.tails, to)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,22 @@
 Every SMTP transaction must be on record (routing log, quota charge) before
 its reply, and each such write is tiny. Committing them one by one makes the
 database commit the bottleneck; instead one writer thread takes whatever work
-has queued up, runs each unit inside its own SAVEPOINT of a shared
-transaction, commits once, and only then resolves every unit's future. So a
-reply still waits for its own durable commit, but a hundred replies share
-one. A unit that raises (``QuotaExceeded``) is rolled back to its savepoint
-alone and its future carries the exception; if the commit itself fails,
-every unit of the batch fails with ``StorageUnavailable``.
+has queued up, runs each unit inside the shared transaction (in its own
+SAVEPOINT when it may fail alone), commits once, and only then resolves every
+unit's future. So a reply still waits for its own durable commit, but a
+hundred replies share one. A unit that raises (``QuotaExceeded``) is rolled
+back to its savepoint alone and its future carries the exception; if the
+commit itself fails, every unit of the batch fails with ``StorageUnavailable``.
+
+Units run on the driver connection (``storage.ledger.Tx``), and the futures of
+event-loop callers are resolved with one wake-up of their loop per batch
+rather than one per unit: both were measurable costs per message.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -20,16 +26,19 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
-
 from storage import chain
 from storage.db import Database, StorageUnavailable
+from storage.ledger import Tx
 
 T = TypeVar("T")
 MAX_BATCH = 256
 log = logging.getLogger("mailward.committer")
 
 _STOP = object()
+
+Work = Callable[[Tx], Any]
+# (work, future, isolated, loop): ``loop`` is set for asyncio futures.
+_Item = tuple[Work, "Future[Any] | asyncio.Future[Any]", bool, "asyncio.AbstractEventLoop | None"]
 
 
 class GroupCommitter:
@@ -40,14 +49,21 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, work: Callable[[Session], T], *, isolated: bool = True) -> Future[T]:
-        """Queue a unit. ``isolated`` units run in a SAVEPOINT so their own failure
-        rolls back only them; a unit that cannot fail on its own (it only reads
-        and appends) may skip the savepoint, and if it fails anyway the whole
-        batch fails with it."""
+    def submit(self, work: Callable[[Tx], T], *, isolated: bool = True) -> Future[T]:
+        """Queue a unit from any thread. ``isolated`` units run in a SAVEPOINT so
+        their own failure rolls back only them; a unit that cannot fail on its
+        own (it only reads and appends) may skip the savepoint, and if it fails
+        anyway the whole batch fails with it."""
         future: Future[T] = Future()
-        self._queue.put((work, future, isolated))
+        self._queue.put((work, future, isolated, None))
         return future
+
+    async def run(self, work: Callable[[Tx], T], *, isolated: bool = True) -> T:
+        """``submit`` for a coroutine: awaits the unit's durable commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((work, future, isolated, loop))
+        return await future
 
     def close(self) -> None:
         self._queue.put(_STOP)
@@ -69,33 +85,58 @@ class GroupCommitter:
                     stop = True
                     break
                 batch.append(more)
-            self._commit(batch)
+            self._resolve(batch, self._commit(batch))
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Callable[[Session], Any], Future[Any], bool]]) -> None:
+    def _commit(self, batch: list[_Item]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self.db.session() as session:
-                for work, _future, isolated in batch:
-                    if not isolated:
-                        outcomes.append((True, work(session)))
-                        continue
-                    position = chain.mark(session)
-                    try:
-                        with session.begin_nested():
-                            outcomes.append((True, work(session)))
-                    except Exception as exc:  # the unit's own failure, e.g. QuotaExceeded
-                        chain.rewind(session, position)  # its log entries go with it
-                        outcomes.append((False, exc))
+            with self.db.writer() as conn:
+                tx = Tx(conn)
+                try:
+                    for work, _future, isolated, _loop in batch:
+                        if not isolated:
+                            outcomes.append((True, work(tx)))
+                            continue
+                        try:
+                            with tx.savepoint():
+                                outcomes.append((True, work(tx)))
+                        except Exception as exc:  # the unit's own failure, e.g. QuotaExceeded
+                            outcomes.append((False, exc))
+                    chain.write_pending_tx(tx)
+                finally:
+                    tx.close()
         except Exception as exc:
             log.exception("group commit of %d units failed", len(batch))
             error = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
-            for _work, future, _isolated in batch:
-                future.set_exception(error)
-            return
-        for (ok, value), (_work, future, _isolated) in zip(outcomes, batch, strict=True):
-            if ok:
-                future.set_result(value)
+            return [(False, error)] * len(batch)
+        return outcomes
+
+    @staticmethod
+    def _resolve(batch: list[_Item], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_work, future, _isolated, loop), (ok, value) in zip(batch, outcomes, strict=True):
+            if loop is None:
+                assert isinstance(future, Future)
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
             else:
-                future.set_exception(value)
+                assert isinstance(future, asyncio.Future)
+                by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, results in by_loop.items():
+            # RuntimeError: the loop has closed, nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, results)
+
+
+def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.done():  # cancelled: the client went away while we committed
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

@@ -9,6 +9,7 @@ addresses those rules target.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
@@ -23,9 +24,11 @@ from policy.routing import (
     Rule,
     RuleKind,
 )
+from storage.ledger import Statement, Tx
 from storage.models import Alias, CatchAll, ChainHead, Domain, ForwardingRule, Mailbox
 
 _AUDIT_VERSION = select(ChainHead.last_id).where(ChainHead.name == "audit")
+_AUDIT_VERSION_TX = Statement(_AUDIT_VERSION)
 
 
 def owner_label(row: Alias | ForwardingRule | CatchAll | Mailbox) -> str | None:
@@ -166,12 +169,24 @@ class FactsCache:
 
     def get(self, session: Session, recipient: Address) -> RecipientFacts:
         version = session.connection().execute(_AUDIT_VERSION).scalar_one()
+        return self.lookup(version, recipient, lambda: recipient_facts(session, recipient))
+
+    def get_tx(self, tx: Tx, recipient: Address) -> RecipientFacts:
+        # One version read per group-commit transaction: the committer's
+        # transaction sees one snapshot of the directory, so it cannot change
+        # under the batch.
+        version = tx.memo("audit_version", lambda: tx.scalar(_AUDIT_VERSION_TX))
+        return self.lookup(version, recipient, lambda: recipient_facts(tx.session(), recipient))
+
+    def lookup(
+        self, version: int, recipient: Address, load: Callable[[], RecipientFacts]
+    ) -> RecipientFacts:
         if version != self._version:
             self._facts.clear()
             self._version = version
         facts = self._facts.get(recipient)
         if facts is None:
-            facts = recipient_facts(session, recipient)
+            facts = load()
             self._facts[recipient] = facts
             if len(self._facts) > self.max_entries:
                 self._facts.popitem(last=False)

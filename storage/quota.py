@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import weakref
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from policy.quota import QuotaLevel, QuotaSnapshot
+from storage.ledger import Statement, Tx
 from storage.models import Client, Domain, Mailbox, Organization
 
 
@@ -42,19 +43,33 @@ _owner_caches: weakref.WeakKeyDictionary[Any, dict[int, tuple[int, int, int]]] =
 )
 
 
+_OWNERS = (
+    select(Domain.id, Client.id, Client.organization_id)
+    .join(Client, Domain.client_id == Client.id)
+    .join(Mailbox, Mailbox.domain_id == Domain.id)
+    .where(Mailbox.id == bindparam("mailbox_id"))
+)
+_OWNERS_TX = Statement(_OWNERS)
+
+
 def _owners(session: Session, mailbox_ids: list[int]) -> dict[int, tuple[int, int, int]]:
-    _owner_cache = _owner_caches.setdefault(session.get_bind(), {})
-    missing = [m for m in mailbox_ids if m not in _owner_cache]
-    if missing:
-        rows = session.connection().execute(
-            select(Mailbox.id, Domain.id, Client.id, Client.organization_id)
-            .join(Domain, Mailbox.domain_id == Domain.id)
-            .join(Client, Domain.client_id == Client.id)
-            .where(Mailbox.id.in_(missing))
-        )
-        for mid, did, cid, oid in rows:
-            _owner_cache[mid] = (did, cid, oid)
-    return {m: _owner_cache[m] for m in mailbox_ids}
+    cache = _owner_caches.setdefault(session.get_bind(), {})
+    for m in mailbox_ids:
+        if m not in cache:
+            did, cid, oid = session.connection().execute(_OWNERS, {"mailbox_id": m}).one()
+            cache[m] = (did, cid, oid)
+    return {m: cache[m] for m in mailbox_ids}
+
+
+def _owners_tx(tx: Tx, mailbox_ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
+    cache = _owner_caches.setdefault(tx.conn.engine, {})
+    for m in mailbox_ids:
+        if m not in cache:
+            row = tx.execute(_OWNERS_TX, {"mailbox_id": m}).fetchone()
+            if row is None:
+                raise LookupError(m)
+            cache[m] = (row[0], row[1], row[2])
+    return {m: cache[m] for m in mailbox_ids}
 
 
 def _charge_statement(model: type[Mailbox | Domain | Client | Organization]) -> Update:
@@ -73,11 +88,13 @@ def _charge_statement(model: type[Mailbox | Domain | Client | Organization]) -> 
 _CHARGE = {name: _charge_statement(model) for name, model in _LEVELS}
 
 
-def charge(session: Session, sizes: Mapping[int, int]) -> None:
-    """Charge ``sizes`` (mailbox id → bytes; negative refunds) at every level, or raise."""
-    if not sizes:
-        return
-    owners = _owners(session, list(sizes))
+_CHARGE_TX = {name: Statement(statement) for name, statement in _CHARGE.items()}
+
+
+def _plan(
+    sizes: Mapping[int, int], owners: Mapping[int, tuple[int, int, int]]
+) -> list[tuple[str, int, int]]:
+    """(level, row id, delta) in a fixed order, so concurrent charges lock rows alike."""
     per_level: dict[str, defaultdict[int, int]] = {name: defaultdict(int) for name, _ in _LEVELS}
     for mailbox_id, size in sizes.items():
         domain_id, client_id, org_id = owners[mailbox_id]
@@ -85,12 +102,28 @@ def charge(session: Session, sizes: Mapping[int, int]) -> None:
         per_level["domain"][domain_id] += size
         per_level["client"][client_id] += size
         per_level["organization"][org_id] += size
+    return [(name, row_id, delta) for name, _model in _LEVELS
+            for row_id, delta in sorted(per_level[name].items())]  # fmt: skip
+
+
+def charge(session: Session, sizes: Mapping[int, int]) -> None:
+    """Charge ``sizes`` (mailbox id → bytes; negative refunds) at every level, or raise."""
+    if not sizes:
+        return
     conn = session.connection()
-    for name, _model in _LEVELS:
-        for row_id, delta in sorted(per_level[name].items()):
-            result = conn.execute(_CHARGE[name], {"row_id": row_id, "delta": delta})
-            if result.rowcount != 1:
-                raise QuotaExceeded(name, str(row_id))
+    for name, row_id, delta in _plan(sizes, _owners(session, list(sizes))):
+        result = conn.execute(_CHARGE[name], {"row_id": row_id, "delta": delta})
+        if result.rowcount != 1:
+            raise QuotaExceeded(name, str(row_id))
+
+
+def charge_tx(tx: Tx, sizes: Mapping[int, int]) -> None:
+    """``charge`` in a ledger transaction; the caller's savepoint undoes a partial charge."""
+    if not sizes:
+        return
+    for name, row_id, delta in _plan(sizes, _owners_tx(tx, sizes)):
+        if tx.execute(_CHARGE_TX[name], {"row_id": row_id, "delta": delta}).rowcount != 1:
+            raise QuotaExceeded(name, str(row_id))
 
 
 _SNAPSHOT = (
@@ -107,9 +140,20 @@ _SNAPSHOT = (
 )  # fmt: skip
 
 
+_SNAPSHOT_TX = Statement(_SNAPSHOT)
+
+
 def snapshot(session: Session, mailbox_id: int) -> QuotaSnapshot:
     """Usage and limits at every level, in one query (it runs for every recipient)."""
     row = session.connection().execute(_SNAPSHOT, {"mailbox_id": mailbox_id}).first()
+    return _snapshot(mailbox_id, row)
+
+
+def snapshot_tx(tx: Tx, mailbox_id: int) -> QuotaSnapshot:
+    return _snapshot(mailbox_id, tx.execute(_SNAPSHOT_TX, {"mailbox_id": mailbox_id}).fetchone())
+
+
+def _snapshot(mailbox_id: int, row: Sequence[Any] | None) -> QuotaSnapshot:
     if row is None:
         raise LookupError(mailbox_id)
     scopes = ("mailbox", "domain", "client", "organization")

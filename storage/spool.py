@@ -16,14 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from storage.ledger import Statement, Tx
 from storage.maildir import fsync_dir
 from storage.models import OutboundMessage
 
 
 def new_queue_id() -> str:
     return secrets.token_hex(8).upper()
+
+
+_COLUMNS = [c.key for c in OutboundMessage.__table__.columns if c.key != "id"]
+_INSERT_TX = Statement(insert(OutboundMessage.__table__), column_keys=_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,17 @@ class Spool:
         )
         session.add(row)
         return row
+
+    def record_tx(
+        self, tx: Tx, spooled: SpooledFile, mail_from: str, recipients: list[str], now: datetime
+    ) -> None:
+        """``record`` on the group committer's connection (the delivery path)."""
+        tx.execute(_INSERT_TX, {
+            "queue_id": spooled.queue_id, "mail_from": mail_from,
+            "recipients": json.dumps(recipients), "spool_path": str(spooled.path),
+            "size": spooled.size, "state": "queued", "attempts": 0, "created_at": now,
+            "next_attempt_at": now, "last_error": None,
+        })  # fmt: skip
 
     def discard(self, spooled: SpooledFile) -> None:
         spooled.path.unlink(missing_ok=True)

@@ -19,6 +19,13 @@ def _entry(recipient: str) -> RoutingEntry:
                         trace="[]")  # fmt: skip
 
 
+def _row(recipient: str) -> dict:
+    return {"at": datetime.now(UTC), "session": "s", "client_ip": None, "helo": None,
+            "mail_from": None, "recipient": recipient, "decision": "accept", "reason": "test",
+            "rule_ids": "", "reply": "250", "message_id": None, "queue_id": None,
+            "trace": "[]"}  # fmt: skip
+
+
 def _recipients(db) -> list[str]:
     with db.session() as s:
         rows = s.scalars(select(RoutingEntry).order_by(RoutingEntry.id))
@@ -55,10 +62,10 @@ def test_group_commit_isolates_failing_units(db) -> None:
     committer = GroupCommitter(db)
 
     def ok(name: str):
-        return lambda s: chain.append(s, chain.ROUTING, [_entry(name)]) or name
+        return lambda tx: chain.append_rows(tx, chain.ROUTING, [_row(name)]) or name
 
-    def failing(s):
-        chain.append(s, chain.ROUTING, [_entry("bad")])
+    def failing(tx):
+        chain.append_rows(tx, chain.ROUTING, [_row("bad")])
         raise LookupError("refused")
 
     try:
@@ -75,3 +82,85 @@ def test_group_commit_isolates_failing_units(db) -> None:
     assert _recipients(db) == expected
     with db.session() as s:
         assert chain.verify(s, chain.ROUTING).ok
+
+
+def test_failing_unit_rolls_back_its_own_statements(db) -> None:
+    """Ensure a unit's writes before its failure are undone with it (SAVEPOINT on the driver)."""
+    from sqlalchemy import update
+
+    from storage.ledger import Statement
+    from storage.models import ChainHead
+
+    touch = Statement(update(ChainHead.__table__).where(ChainHead.__table__.c.name == "audit")
+                      .values(last_hash="f" * 64))  # fmt: skip
+    committer = GroupCommitter(db)
+
+    def half_done(tx):
+        tx.execute(touch)
+        raise LookupError("refused after a write")
+
+    try:
+        bad = committer.submit(half_done)
+        good = committer.submit(lambda tx: chain.append_rows(tx, chain.ROUTING, [_row("ok")]))
+        wait([bad, good], timeout=30)
+    finally:
+        committer.close()
+    with pytest.raises(LookupError):
+        bad.result()
+    assert good.result() is None
+    with db.session() as s:
+        assert s.get(ChainHead, "audit").last_hash != "f" * 64
+        assert chain.verify(s, chain.AUDIT).ok
+    assert _recipients(db) == ["ok"]
+
+
+async def test_coroutines_await_their_own_commit(db) -> None:
+    """Ensure ``run`` resolves each awaiting coroutine after the batch commits, in one wake-up."""
+    import asyncio
+
+    committer = GroupCommitter(db)
+    try:
+        names = [f"c{i}" for i in range(30)]
+        results = await asyncio.gather(*(
+            committer.run(lambda tx, n=n: chain.append_rows(tx, chain.ROUTING, [_row(n)]) or n)
+            for n in names
+        ))  # fmt: skip
+        assert results == names
+        assert sorted(_recipients(db)) == sorted(names)
+        with pytest.raises(LookupError):
+            await committer.run(lambda tx: (_ for _ in ()).throw(LookupError("no")))
+    finally:
+        committer.close()
+
+
+def test_failed_commit_fails_every_unit(db) -> None:
+    """Ensure a batch whose transaction cannot commit fails all its units as unavailable."""
+    import threading
+
+    from storage.db import StorageUnavailable
+
+    committer = GroupCommitter(db)
+    release, holding = threading.Event(), threading.Event()
+
+    def hold(tx):
+        holding.set()
+        return release.wait(10)
+
+    def breaks_the_transaction(tx):
+        raise RuntimeError("not the unit's own failure")
+
+    try:
+        # Hold the writer so that the next units queue up into one batch.
+        gate = committer.submit(hold, isolated=False)
+        assert holding.wait(10)
+        futures = [committer.submit(lambda tx: chain.append_rows(tx, chain.ROUTING, [_row("x")]),
+                                    isolated=False)]  # fmt: skip
+        futures.append(committer.submit(breaks_the_transaction, isolated=False))
+        release.set()
+        wait([gate, *futures], timeout=30)
+    finally:
+        committer.close()
+    assert gate.result() is True
+    for future in futures:
+        assert isinstance(future.exception(), StorageUnavailable)
+    assert _recipients(db) == []
