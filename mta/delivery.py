@@ -22,7 +22,6 @@ share commits while each reply still waits for its own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -45,10 +44,18 @@ from storage.directory import FactsCache
 from storage.ledger import Tx
 from storage.quota import QuotaExceeded
 from storage.spool import Spool, SpooledFile, new_queue_id
+from storage.workers import Workers
 
 T = TypeVar("T")
 
 log = logging.getLogger("mailward.delivery")
+
+# Threads for the delivery path's file work. Most of their time is spent in
+# fsync with the GIL released, and the kernel's journal commits concurrent
+# fsyncs together, so more threads than cores pay off (the shared bench's
+# fsync_rate: about 360 durable files/s with one thread, 750 with sixteen).
+DISK_THREADS = 16
+_disk = Workers(DISK_THREADS, "delivery-disk")
 
 
 @dataclass(slots=True)
@@ -184,13 +191,13 @@ class DeliveryAgent:
     async def deliver(self, conn: Connection, env: Envelope, data: bytes) -> SMTPReply:
         now = self.clock()
         queue_id = new_queue_id()
-        prepared = await asyncio.to_thread(self._stage, conn, env, data, queue_id, now)
+        prepared = await _disk.run(self._stage, conn, env, data, queue_id, now)
         if isinstance(prepared, SMTPReply):
             return prepared
         try:
             await self._unit(partial(self._record, conn, env, prepared, now))
         except QuotaExceeded as exc:
-            await asyncio.to_thread(self._abandon, prepared.staged, prepared.spooled)
+            await _disk.run(self._abandon, prepared.staged, prepared.spooled)
             log.info("message %s deferred: %s", queue_id, exc)
             try:
                 await self._unit(partial(self._log_deferred, conn, env, prepared, now))
@@ -199,10 +206,10 @@ class DeliveryAgent:
             return replies.QUOTA_EXCEEDED
         except StorageUnavailable:
             log.exception("delivery of %s failed", queue_id)
-            await asyncio.to_thread(self._abandon, prepared.staged, prepared.spooled)
+            await _disk.run(self._abandon, prepared.staged, prepared.spooled)
             return replies.STORAGE_UNAVAILABLE
         try:
-            await asyncio.to_thread(maildir.commit, prepared.staged)
+            await _disk.run(maildir.commit, prepared.staged)
         except OSError:
             # Charged and logged but not visible: the client is not told 250,
             # so it retries; ``mailward reindex`` reconciles the quota.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import ssl
 import weakref
@@ -80,6 +81,13 @@ class InboundHandler:
             if protocol.transport is not None:
                 protocol.transport.close()
 
+    async def handle_EHLO(
+        self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        session.host_name = hostname  # this hook's duty in aiosmtpd
+        return with_pipelining(responses)
+
     async def handle_MAIL(
         self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope, address: str,
         mail_options: list[str],
@@ -142,6 +150,31 @@ class InboundHandler:
         return str(reply)
 
 
+# The everyday path of MAIL FROM / RCPT TO: ``<dot-atom@domain>`` and the
+# parameters after it. Anything else (quoted local parts, address literals,
+# source routes, comments, ``<>``) goes to aiosmtpd's RFC 5322 parser.
+_SIMPLE_PATH = re.compile(
+    r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)"
+    r">[ \t]*([^(]*)\Z",
+    re.DOTALL,
+)
+
+
+def with_pipelining(responses: list[str]) -> list[str]:
+    """EHLO keywords plus PIPELINING (RFC 2920), before the final line.
+
+    aiosmtpd reads commands from a buffered stream and answers them in order,
+    which is all RFC 2920 asks of a server; it discards what was pipelined
+    after STARTTLS (RFC 3207 §4.2), so offering it opens no injection. A
+    client then sends RSET/MAIL/RCPT/DATA in one packet: two round trips per
+    message instead of five.
+    """
+    if any(r[4:].upper() == "PIPELINING" for r in responses):
+        return responses
+    return [*responses[:-1], "250-PIPELINING", *responses[-1:]]
+
+
 class InboundSMTP(SMTP):
     """aiosmtpd's server with our limits; the class attribute is how aiosmtpd takes them."""
 
@@ -149,6 +182,22 @@ class InboundSMTP(SMTP):
     line_length_limit = 1001
     # RFC 5321 §4.5.3.1.1-2: 64-octet local part.
     local_part_limit = 64
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses every path with the email package's header parser
+        # and defines a Protocol class on each call: about a tenth of the
+        # server's CPU per message. Plain addresses take this shortcut with
+        # the same result; the rest still get the full parser.
+        match = _SIMPLE_PATH.match(arg)
+        if match is None or len(match.group(1).rpartition("@")[0]) > self.local_part_limit:
+            try:
+                return super()._getaddr(arg)
+            except Exception:
+                # The email parser crashes on some malformed paths ("<",
+                # "<a@(x>", …) instead of raising HeaderParseError; either
+                # way the client gets 501 and the session goes on.
+                return None, None
+        return match.group(1), match.group(2)
 
 
 async def start_inbound(

@@ -39,7 +39,7 @@ from aiosmtpd.smtp import Session as SMTPSession
 from mta import dkim
 from mta.delivery import Accepted, Connection, DeliveryAgent, Envelope
 from mta.dkim_keys import KeyStore
-from mta.inbound import NON_ASCII_REFUSED, InboundSMTP
+from mta.inbound import NON_ASCII_REFUSED, InboundSMTP, with_pipelining
 from mta.message import header_block
 from mta.relay import decide_outside_directory
 from mta.smtp_auth import AuthLimits, Principal, SMTPAuthenticator
@@ -197,7 +197,7 @@ class SubmissionHandler:
         if not server.secure:
             # RFC 4954 §4: no AUTH offered before the connection is encrypted.
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
-        return responses
+        return with_pipelining(responses)
 
     async def handle_MAIL(
         self, server: SubmissionSMTP, session: SMTPSession, envelope: SMTPEnvelope,

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -90,14 +90,9 @@ class Database:
         except SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc
 
-    @contextmanager
-    def writer(self) -> Iterator[Connection]:
-        """A Core connection in one write transaction (the group committer's)."""
-        try:
-            with self._write_lock or nullcontext(), self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(str(exc)) from exc
+    def write_lock(self) -> AbstractContextManager[Any]:
+        """Held around every write transaction on SQLite (see ``__init__``)."""
+        return self._write_lock or nullcontext()
 
     @contextmanager
     def reader(self) -> Iterator[Session]:

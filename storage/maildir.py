@@ -23,6 +23,10 @@ from pathlib import Path
 
 SUBDIRS = ("cur", "new", "tmp")
 _counter = itertools.count(1)
+# Maildirs known to exist: ``ensure`` is on every delivery, and three failing
+# mkdir calls (each an exception in Python) cost more than writing the message.
+# A Maildir removed behind our back is recreated by ``stage`` on ENOENT.
+_ensured: set[Path] = set()
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
@@ -42,6 +46,9 @@ class Maildir:
     def ensure(self) -> None:
         for sub in SUBDIRS:
             (self.path / sub).mkdir(parents=True, exist_ok=True)
+        if len(_ensured) > 100_000:
+            _ensured.clear()
+        _ensured.add(self.path)
 
     def folder(self, name: str) -> Maildir:
         """A Maildir++ folder such as ``Sent`` or ``Archive/2024`` (stored as ``.Archive.2024``)."""
@@ -51,7 +58,8 @@ class Maildir:
 
     def stage(self, data: bytes) -> StagedMessage:
         """Write a message into ``tmp/`` and fsync it."""
-        self.ensure()
+        if self.path not in _ensured:
+            self.ensure()
         size = len(data)
         now = time.time()
         secs, usec = int(now), int((now % 1) * 1_000_000)
@@ -60,7 +68,12 @@ class Maildir:
         wire = crlf_size(data)
         base = f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size},W={wire}"
         tmp_path = self.path / "tmp" / base
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            _ensured.discard(self.path)
+            self.ensure()
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
             while view:
