@@ -14,6 +14,11 @@ sent. At end of DATA ``deliver`` executes the accepted decisions as one unit:
 3. the staged copies are renamed into ``new/`` and the directories fsynced;
 4. only then is ``250`` answered.
 
+Steps 1 and 2 run at the same time when nothing is forwarded (each waits for
+the disk; neither needs the other until step 3). If the write fails after the
+record committed, a second transaction refunds the charge and logs a
+``defer`` (storage-failed) per recipient, and the client gets ``451``.
+
 So nothing is partially delivered, and a message the client was told about
 is on disk, charged and on record. Blocking file work runs in worker threads;
 database work runs as units of the ``GroupCommitter``, so concurrent sessions
@@ -22,6 +27,7 @@ share commits while each reply still waits for its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -35,7 +41,13 @@ from mta.message import message_id, received_header, to_lf
 from policy import replies
 from policy.addresses import Address
 from policy.replies import SMTPReply
-from policy.routing import RouteAction, RoutingDecision, defer_for_quota, route
+from policy.routing import (
+    RouteAction,
+    RoutingDecision,
+    defer_for_quota,
+    defer_for_storage,
+    route,
+)
 from storage import chain, maildir
 from storage import quota as quota_store
 from storage.committer import GroupCommitter
@@ -80,16 +92,18 @@ class Accepted:
     decision: RoutingDecision
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A message written to disk and waiting to be recorded and published."""
+@dataclass(slots=True)
+class Plan:
+    """One message's copies: composed, then written to tmp/, recorded, published."""
 
     queue_id: str
     message_id: str | None
-    staged: list[maildir.StagedMessage]
+    copies: list[tuple[int, Path, bytes]]  # (mailbox id, Maildir, bytes with trace headers)
     sizes: dict[int, int]  # mailbox id → bytes charged
     forwards: list[str]
-    spooled: SpooledFile | None
+    spool_data: bytes | None  # the copy for the outbound queue, when forwarded
+    staged: list[maildir.StagedMessage] = field(default_factory=list)
+    spooled: SpooledFile | None = None
 
 
 @dataclass(slots=True)
@@ -189,106 +203,173 @@ class DeliveryAgent:
     # -- DATA ---------------------------------------------------------------
 
     async def deliver(self, conn: Connection, env: Envelope, data: bytes) -> SMTPReply:
+        # Shielded: a client that hangs up after its final dot must not cut
+        # the pipeline between record and publish (charged, logged, invisible).
+        return await asyncio.shield(self._deliver(conn, env, data))
+
+    async def _deliver(self, conn: Connection, env: Envelope, data: bytes) -> SMTPReply:
         now = self.clock()
-        queue_id = new_queue_id()
-        prepared = await _disk.run(self._stage, conn, env, data, queue_id, now)
-        if isinstance(prepared, SMTPReply):
-            return prepared
+        plan = self._compose(conn, env, data, new_queue_id(), now)
+        if plan.spool_data is None:
+            # Writing the copies and recording them are independent until the
+            # copies are published, so their two waits for the disk overlap.
+            # (A spooled forward is recorded only once its file exists: the
+            # queue runner may pick the row up at once.)
+            reply = await self._write_and_record(conn, env, plan, now)
+        else:
+            reply = await self._write_then_record(conn, env, plan, now)
+        if reply is not None:
+            return reply
         try:
-            await self._unit(partial(self._record, conn, env, prepared, now))
-        except QuotaExceeded as exc:
-            await _disk.run(self._abandon, prepared.staged, prepared.spooled)
-            log.info("message %s deferred: %s", queue_id, exc)
-            try:
-                await self._unit(partial(self._log_deferred, conn, env, prepared, now))
-            except StorageUnavailable:
-                log.exception("could not log deferral of %s", queue_id)
-            return replies.QUOTA_EXCEEDED
-        except StorageUnavailable:
-            log.exception("delivery of %s failed", queue_id)
-            await _disk.run(self._abandon, prepared.staged, prepared.spooled)
-            return replies.STORAGE_UNAVAILABLE
-        try:
-            await _disk.run(maildir.commit, prepared.staged)
+            await _disk.run(maildir.commit, plan.staged)
         except OSError:
             # Charged and logged but not visible: the client is not told 250,
             # so it retries; ``mailward reindex`` reconciles the quota.
-            log.exception("publishing message %s failed", queue_id)
+            log.exception("publishing message %s failed", plan.queue_id)
             return replies.STORAGE_UNAVAILABLE
-        if self.on_delivered is not None and prepared.sizes:
-            self.on_delivered(list(prepared.sizes))
-        return SMTPReply(250, "2.0.0", f"Ok: queued as {queue_id}")
+        if self.on_delivered is not None and plan.sizes:
+            self.on_delivered(list(plan.sizes))
+        return SMTPReply(250, "2.0.0", f"Ok: queued as {plan.queue_id}")
 
-    def _stage(
+    async def _write_and_record(
+        self, conn: Connection, env: Envelope, plan: Plan, now: datetime
+    ) -> SMTPReply | None:
+        written = _disk.schedule(self._write, plan)
+        recorded = self.committer.schedule(partial(self._record, conn, env, plan, now))
+        await asyncio.wait((written, recorded))
+        write_error, record_error = written.exception(), recorded.exception()
+        if record_error is not None:
+            if write_error is None:
+                await _disk.run(self._abandon, plan)
+            return await self._refused(conn, env, plan, now, record_error)
+        if write_error is not None:
+            log.error("writing message %s failed: %s", plan.queue_id, write_error)
+            try:  # recorded but not written: take the charge and the entries back
+                await self._unit(partial(self._withdraw, conn, env, plan, now))
+            except StorageUnavailable:
+                log.exception("could not withdraw %s; reindex reconciles", plan.queue_id)
+            return replies.STORAGE_UNAVAILABLE
+        return None
+
+    async def _write_then_record(
+        self, conn: Connection, env: Envelope, plan: Plan, now: datetime
+    ) -> SMTPReply | None:
+        try:
+            await _disk.run(self._write, plan)
+        except OSError:
+            log.exception("writing message %s failed", plan.queue_id)
+            return replies.STORAGE_UNAVAILABLE
+        try:
+            await self._unit(partial(self._record, conn, env, plan, now))
+        except Exception as exc:
+            await _disk.run(self._abandon, plan)
+            return await self._refused(conn, env, plan, now, exc)
+        return None
+
+    async def _refused(
+        self, conn: Connection, env: Envelope, plan: Plan, now: datetime, error: BaseException
+    ) -> SMTPReply:
+        """The reply (and log entries) for a message whose record was refused."""
+        if isinstance(error, QuotaExceeded):
+            log.info("message %s deferred: %s", plan.queue_id, error)
+            try:
+                await self._unit(partial(self._log_deferred, conn, env, plan, now))
+            except StorageUnavailable:
+                log.exception("could not log deferral of %s", plan.queue_id)
+            return replies.QUOTA_EXCEEDED
+        log.error("delivery of %s failed: %r", plan.queue_id, error)
+        return replies.STORAGE_UNAVAILABLE
+
+    def _compose(
         self, conn: Connection, env: Envelope, data: bytes, queue_id: str, now: datetime
-    ) -> Prepared | SMTPReply:
-        """Write every copy to tmp/ (and forwards to the spool), fsynced, not yet visible."""
-        msg_id = message_id(data)
-        staged: list[maildir.StagedMessage] = []
+    ) -> Plan:
+        """Every mailbox copy with its trace headers, and the forward copy (no I/O)."""
+        copies: list[tuple[int, Path, bytes]] = []
         sizes: dict[int, int] = {}
         forwards: list[str] = []
-        spooled: SpooledFile | None = None
         body = to_lf(data)
         return_path = f"Return-Path: <{env.mail_from}>\r\n".encode()
-        try:
-            for item in env.accepted:
-                for mailbox in item.decision.mailboxes:
-                    if mailbox.id in sizes:
-                        continue  # one copy per mailbox, however many recipients reach it
-                    trace = received_header(
-                        helo=conn.helo, client_ip=conn.client_ip, hostname=self.hostname,
-                        protocol=conn.protocol, queue_id=queue_id,
-                        recipient=str(item.recipient), now=now,
-                    )  # fmt: skip
-                    headers = return_path + f"Delivered-To: {mailbox.address}\r\n".encode() + trace
-                    box = maildir.Maildir(
-                        maildir.mailbox_path(self.mail_root, mailbox.address.domain,
-                                             mailbox.address.local)
-                    )  # fmt: skip
-                    msg = box.stage(to_lf(headers) + body)
-                    staged.append(msg)
-                    sizes[mailbox.id] = msg.size
-                forwards.extend(str(a) for a in item.decision.forwards if str(a) not in forwards)
-            if forwards:
+        for item in env.accepted:
+            for mailbox in item.decision.mailboxes:
+                if mailbox.id in sizes:
+                    continue  # one copy per mailbox, however many recipients reach it
                 trace = received_header(
                     helo=conn.helo, client_ip=conn.client_ip, hostname=self.hostname,
-                    protocol=conn.protocol, queue_id=queue_id, recipient=None, now=now,
+                    protocol=conn.protocol, queue_id=queue_id,
+                    recipient=str(item.recipient), now=now,
                 )  # fmt: skip
-                spooled = self.spool.write(queue_id, trace + data)
-        except OSError:
-            log.exception("writing message %s failed", queue_id)
-            self._abandon(staged, spooled)
-            return replies.STORAGE_UNAVAILABLE
+                headers = return_path + f"Delivered-To: {mailbox.address}\r\n".encode() + trace
+                copy = to_lf(headers) + body
+                path = maildir.mailbox_path(self.mail_root, mailbox.address.domain,
+                                            mailbox.address.local)  # fmt: skip
+                copies.append((mailbox.id, path, copy))
+                sizes[mailbox.id] = len(copy)
+            forwards.extend(str(a) for a in item.decision.forwards if str(a) not in forwards)
+        spool_data = None
+        if forwards:
+            trace = received_header(
+                helo=conn.helo, client_ip=conn.client_ip, hostname=self.hostname,
+                protocol=conn.protocol, queue_id=queue_id, recipient=None, now=now,
+            )  # fmt: skip
+            spool_data = trace + data
+        return Plan(queue_id, message_id(data), copies, sizes, forwards, spool_data)
 
-        return Prepared(queue_id, msg_id, staged, sizes, forwards, spooled)
+    def _write(self, plan: Plan) -> None:
+        """Write every copy to tmp/ (and the forward to the spool), fsynced, not yet visible.
+
+        On failure whatever was written is removed before the error propagates.
+        """
+        try:
+            for _mailbox_id, path, copy in plan.copies:
+                plan.staged.append(maildir.Maildir(path).stage(copy))
+            if plan.spool_data is not None:
+                plan.spooled = self.spool.write(plan.queue_id, plan.spool_data)
+        except BaseException:
+            self._abandon(plan)
+            raise
 
     def _record(
-        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, tx: Tx
+        self, conn: Connection, env: Envelope, plan: Plan, now: datetime, tx: Tx
     ) -> None:
-        quota_store.charge_tx(tx, prepared.sizes)
-        if prepared.spooled is not None:
-            self.spool.record_tx(tx, prepared.spooled, env.mail_from, prepared.forwards, now)
+        quota_store.charge_tx(tx, plan.sizes)
+        if plan.spooled is not None:
+            self.spool.record_tx(tx, plan.spooled, env.mail_from, plan.forwards, now)
         entries = [
             _entry(conn, env.mail_from, item.recipient, item.decision,
                    "deliver" if item.decision.action is RouteAction.DELIVER else "forward",
-                   now, reply=replies.DELIVERED, queue_id=prepared.queue_id,
-                   msg_id=prepared.message_id)
+                   now, reply=replies.DELIVERED, queue_id=plan.queue_id,
+                   msg_id=plan.message_id)
             for item in env.accepted
         ]  # fmt: skip
         chain.append_rows(tx, chain.ROUTING, entries)
 
-    def _abandon(self, staged: list[maildir.StagedMessage], spooled: SpooledFile | None) -> None:
-        maildir.discard(staged)
-        if spooled is not None:
-            self.spool.discard(spooled)
+    def _withdraw(
+        self, conn: Connection, env: Envelope, plan: Plan, now: datetime, tx: Tx
+    ) -> None:
+        """Undo a record whose copies could not be written: refund, and say so in the log."""
+        quota_store.charge_tx(tx, {mailbox: -size for mailbox, size in plan.sizes.items()})
+        entries = [
+            _entry(conn, env.mail_from, item.recipient, defer_for_storage(item.decision),
+                   "defer", now, reply=replies.STORAGE_UNAVAILABLE, queue_id=plan.queue_id,
+                   msg_id=plan.message_id)
+            for item in env.accepted
+        ]  # fmt: skip
+        chain.append_rows(tx, chain.ROUTING, entries)
+
+    def _abandon(self, plan: Plan) -> None:
+        maildir.discard(plan.staged)
+        plan.staged.clear()
+        if plan.spooled is not None:
+            self.spool.discard(plan.spooled)
+            plan.spooled = None
 
     def _log_deferred(
-        self, conn: Connection, env: Envelope, prepared: Prepared, now: datetime, tx: Tx
+        self, conn: Connection, env: Envelope, plan: Plan, now: datetime, tx: Tx
     ) -> None:
         entries = [
             _entry(conn, env.mail_from, item.recipient, defer_for_quota(item.decision),
-                   "defer", now, reply=replies.QUOTA_EXCEEDED, queue_id=prepared.queue_id,
-                   msg_id=prepared.message_id)
+                   "defer", now, reply=replies.QUOTA_EXCEEDED, queue_id=plan.queue_id,
+                   msg_id=plan.message_id)
             for item in env.accepted
         ]  # fmt: skip
         chain.append_rows(tx, chain.ROUTING, entries)

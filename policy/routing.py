@@ -57,6 +57,7 @@ class Reason(enum.StrEnum):
     DOMAIN_FROZEN = "domain-frozen"
     TARGET_UNAVAILABLE = "target-unavailable"
     QUOTA_EXCEEDED = "quota-exceeded"
+    STORAGE_FAILED = "storage-failed"  # recorded, but the copy could not be written
     NO_TARGET = "no-deliverable-target"
     # Decisions made outside the directory (mta.relay): authenticated relay,
     # SRS bounces returned to the original sender, inbound authentication.
@@ -317,6 +318,17 @@ def defer_for_quota(decision: RoutingDecision) -> RoutingDecision:
         RouteAction.DEFER,
         replies.QUOTA_EXCEEDED,
         Reason.QUOTA_EXCEEDED,
+        trace=(*decision.trace, step),
+    )
+
+
+def defer_for_storage(decision: RoutingDecision) -> RoutingDecision:
+    """The same routing, withdrawn because the message could not be written to disk."""
+    step = TraceStep("storage", "refuse", Reason.STORAGE_FAILED)
+    return RoutingDecision(
+        RouteAction.DEFER,
+        replies.STORAGE_UNAVAILABLE,
+        Reason.STORAGE_FAILED,
         trace=(*decision.trace, step),
     )
 

@@ -65,10 +65,14 @@ class GroupCommitter:
 
     async def run(self, work: Callable[[Tx], T], *, isolated: bool = True) -> T:
         """``submit`` for a coroutine: awaits the unit's durable commit."""
+        return await self.schedule(work, isolated=isolated)
+
+    def schedule(self, work: Callable[[Tx], T], *, isolated: bool = True) -> asyncio.Future[T]:
+        """``submit`` with a future of the running loop, resolved after the commit."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((work, future, isolated, loop))
-        return await future
+        return future
 
     def close(self) -> None:
         self._queue.put(_STOP)

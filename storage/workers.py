@@ -47,12 +47,16 @@ class Workers:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread."""
+        return await self.schedule(fn, *args)
+
+    def schedule(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Start ``fn(*args)`` in a worker thread; the future is the running loop's."""
         if len(self._started) < self.threads:
             self._start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((loop, future, fn, args))
-        return await future
+        return future
 
     def _start(self) -> None:
         with self._lock:

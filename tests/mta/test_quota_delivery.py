@@ -117,3 +117,33 @@ async def test_multi_recipient_message_is_all_or_nothing(world) -> None:
     assert await asyncio.to_thread(attempt) == 452
     assert world.new_files("alice@acme.test") == [] and world.new_files("bob@acme.test") == []
     assert _used(world)["org"] == 0
+
+
+async def test_copy_that_cannot_be_written_is_withdrawn(any_world) -> None:
+    """Ensure a message whose copy cannot be written gets 451, its charge is refunded and the
+    routing log says so after its deliver entry (the write and the record run side by side)."""
+    world = any_world
+    blocked = world.maildir("alice@acme.test")
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the Maildir should be")  # mkdir of tmp/ fails
+
+    def send() -> int:
+        with smtplib.SMTP("127.0.0.1", world.smtp_port, timeout=30) as client:
+            try:
+                client.sendmail("s@remote.example", ["alice@acme.test"], BODY)
+            except smtplib.SMTPDataError as exc:
+                return exc.smtp_code
+            return 250
+
+    assert await asyncio.to_thread(send) == 451
+    assert _used(world) == {"org": 0, "client": 0, "domain": 0, "mailboxes": 0}
+    with world.db.session() as s:
+        rows = s.scalars(select(RoutingEntry).where(RoutingEntry.recipient == "alice@acme.test")
+                         .order_by(RoutingEntry.id)).all()  # fmt: skip
+    decisions = [(r.decision, r.reason) for r in rows]
+    assert decisions[-1] == ("defer", "storage-failed")
+    assert rows[-1].reply.startswith("451")
+    # Both were logged under the same queue id: what was recorded, then taken back.
+    assert decisions[-2][0] == "deliver" and rows[-2].queue_id == rows[-1].queue_id
+    blocked.unlink()
+    assert await asyncio.to_thread(send) == 250
