@@ -39,6 +39,9 @@ class SMTPLimits:
     timeout_seconds: float = 300.0  # RFC 5321 §4.5.3.2.7: at least five minutes
     # SPF, DKIM and DMARC checks of inbound mail (RFC 7208, 6376, 7489).
     verify_senders: bool = True
+    # Submission AUTH is refused before TLS (RFC 8314); this lets clients on
+    # the loopback range authenticate in clear (development, load tests).
+    submission_plaintext_on_loopback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,9 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
     submission = SubmissionHandler(
         agent=agent, authenticator=SMTPAuthenticator(db), keys=KeyStore(settings.data_dir / "dkim"),
         hostname=settings.hostname, on_queued=queue.wake,
-        settings=SubmissionSettings(max_message_bytes=settings.smtp.max_message_bytes),
+        settings=SubmissionSettings(
+            max_message_bytes=settings.smtp.max_message_bytes,
+            plaintext_on_loopback=settings.smtp.submission_plaintext_on_loopback),
     )  # fmt: skip
     servers: dict[str, asyncio.Server] = {}
     # Bind the admin socket first: the links the services send must name its port.

@@ -86,11 +86,18 @@ def start_mailward(data: Path, users: int) -> Proc:
         "submissions_port = 4465\nimaps_port = 4993\nadmin_port = 4025\n"
         "[smtp]\nmax_recipients = 100\n"
         # Load stays on loopback: no DNS queries to the system resolver. The
-        # reference does not check SPF/DMARC inbound either.
-        "verify_senders = false\n[dns]\nnameservers = [\"127.0.0.1\"]\nport = 9\n"
+        # reference does not check SPF/DMARC inbound either, and takes AUTH in
+        # clear on loopback, as the shared load generator speaks it.
+        "verify_senders = false\nsubmission_plaintext_on_loopback = true\n"
+        "[dns]\nnameservers = [\"127.0.0.1\"]\nport = 9\n"
     )
     subprocess.run([PY, str(HERE / "seed.py"), "--data", str(data), "--users", str(users)],
                    check=True)  # fmt: skip
+    return serve_mailward(data)
+
+
+def serve_mailward(data: Path) -> Proc:
+    """Start ``mailward serve`` on a data folder that ``start_mailward`` set up."""
     popen = subprocess.Popen([PY, "-m", "admin.cli", "serve", "--data", str(data)], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(0.5)

@@ -52,7 +52,7 @@ from storage import chain, maildir
 from storage import quota as quota_store
 from storage.committer import GroupCommitter
 from storage.db import Database, StorageUnavailable
-from storage.directory import FactsCache
+from storage.directory import FactsCache, VersionedCache
 from storage.ledger import Tx
 from storage.quota import QuotaExceeded
 from storage.spool import Spool, SpooledFile, new_queue_id
@@ -162,6 +162,7 @@ class DeliveryAgent:
         self.committer = committer or GroupCommitter(db)
         self.db = db
         self.facts = FactsCache()  # used only on the committer thread
+        self.hosted: VersionedCache[str, bool] = VersionedCache()  # domain → hosted here
         self.mail_root = mail_root
         self.spool = spool
         self.hostname = hostname

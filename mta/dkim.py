@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import dkim
 
-from mta import dkim_rsa
+from mta import dkim_sign
 
 log = logging.getLogger("mailward.dkim")
 
@@ -70,19 +70,12 @@ def sign(message: bytes, key: SigningKey, selector: str | None, domain: str) -> 
 
 
 def signature(message: bytes, key: SigningKey, selector: str | None, domain: str) -> bytes:
-    include = [h for h in SIGNED_HEADERS if _has_header(message, h)] or [b"from"]
-    if key.algorithm is Algorithm.RSA:
-        # OpenSSL for the RSA step (mta.dkim_rsa); From is oversigned as dkimpy does.
-        return dkim_rsa.signature(message, key.private, selector or key.selector,
-                                  domain.encode("idna").decode(), [*include, b"from"])  # fmt: skip
-    header = dkim.DKIM(message, signature_algorithm=key.algorithm.encode()).sign(
-        (selector or key.selector).encode(),
-        domain.encode("idna"),
-        key.private,
-        canonicalize=CANONICALIZE,
-        include_headers=include,
-    )
-    return bytes(header)
+    present = _header_names(message)
+    include = [h for h in SIGNED_HEADERS if h in present] or [b"from"]
+    # OpenSSL for the key step (mta.dkim_sign); From is oversigned as dkimpy does.
+    return dkim_sign.signature(message, key.private, selector or key.selector,
+                               domain.encode("idna").decode(), [*include, b"from"],
+                               algorithm=key.algorithm.value)  # fmt: skip
 
 
 def sign_all(message: bytes, keys: Sequence[SigningKey], domain: str) -> bytes:
@@ -123,10 +116,11 @@ def verify(message: bytes, lookup: TxtLookup) -> list[SignatureResult]:
     return results
 
 
-def _has_header(message: bytes, name: bytes) -> bool:
+def _header_names(message: bytes) -> set[bytes]:
+    """The lower-case names of the message's header fields."""
     end = re.search(rb"\r?\n\r?\n", message)
     head = message[: end.start()] if end else message
-    return re.search(rb"(?im)^" + re.escape(name) + rb"[ \t]*:", head) is not None
+    return {m.group(1).lower() for m in re.finditer(rb"(?m)^([^ \t:\r\n]+)[ \t]*:", head)}
 
 
 def _text(value: bytes | str) -> str:

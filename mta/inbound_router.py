@@ -110,7 +110,7 @@ class InboundRouter:
         """(From is a hosted domain, every recipient domain enforces DMARC reject)."""
         author = verdict.from_domain
         rcpt_domains = {a.recipient.domain for a in env.accepted}
-        with self.db.session() as session:
+        with self.db.reader() as session:  # a read: never the write lock
             from_hosted = bool(author) and bool(
                 hosted_domains(session, {author or "", org_domain(author or "")})
             )

@@ -26,7 +26,7 @@ from policy import replies
 from policy.addresses import Address, AddressError
 from policy.routing import Reason, RouteAction, RoutingDecision, TraceStep
 from storage import chain
-from storage.db import Database
+from storage.directory import directory_version
 from storage.outbound import hosted_domains
 
 
@@ -88,7 +88,7 @@ async def decide_outside_directory(
     now = agent.clock()
     decision = srs_decision(srs, recipient, now) if srs is not None else None
     if decision is None and authenticated:
-        hosted = await asyncio.to_thread(_hosted, agent.db, recipient.domain)
+        hosted = await asyncio.to_thread(_hosted, agent, recipient.domain)
         if not hosted:
             decision = relay_decision(recipient)
     if decision is None:
@@ -97,6 +97,7 @@ async def decide_outside_directory(
     return decision
 
 
-def _hosted(db: Database, domain: str) -> bool:
-    with db.session() as session:
-        return bool(hosted_domains(session, [domain]))
+def _hosted(agent: DeliveryAgent, domain: str) -> bool:
+    with agent.db.reader() as session:  # a read: never the write lock
+        return agent.hosted.lookup(directory_version(session), domain,
+                                   lambda: bool(hosted_domains(session, [domain])))  # fmt: skip

@@ -21,6 +21,7 @@ aiosmtpd owns the wire; the hooks here are thin:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 import ssl
@@ -46,6 +47,7 @@ from mta.smtp_auth import AuthLimits, Principal, SMTPAuthenticator
 from policy import replies
 from policy.addresses import Address, AddressError
 from policy.sending import SenderFacts, may_send_as, may_send_from
+from storage.directory import VersionedCache, directory_version
 from storage.senders import sender_facts
 
 log = logging.getLogger("mailward.submission")
@@ -61,6 +63,7 @@ class SubmissionSettings:
     timeout_seconds: float = 300.0  # RFC 5321 §4.5.3.2.7
     auth: AuthLimits = field(default_factory=AuthLimits)
     sign_dkim: bool = True
+    plaintext_on_loopback: bool = False  # AUTH in clear from 127.0.0.0/8 and ::1
 
 
 @dataclass(slots=True)
@@ -87,7 +90,13 @@ class SubmissionSMTP(InboundSMTP):
 
     @property
     def secure(self) -> bool:
-        return self.session is not None and self.session.ssl is not None
+        """May this connection authenticate: encrypted, or loopback when configured."""
+        if self.session is None:
+            return False
+        if self.session.ssl is not None:
+            return True
+        handler: SubmissionHandler = self.event_handler
+        return handler.settings.plaintext_on_loopback and _is_loopback(self.session.peer)
 
     async def smtp_AUTH(self, arg: str) -> None:
         if self.session is not None and self.session.host_name and not self.secure:
@@ -123,6 +132,13 @@ def _capture(
     # aiosmtpd's authenticator hook is synchronous; the real (threaded) check
     # happens in ``SubmissionSMTP._verify`` on the credentials captured here.
     return AuthResult(success=True, auth_data=data)
+
+
+def _is_loopback(peer: Any) -> bool:
+    try:
+        return isinstance(peer, tuple) and ipaddress.ip_address(peer[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _principal(session: SMTPSession) -> Principal | None:
@@ -175,6 +191,7 @@ class SubmissionHandler:
         self.keys = keys
         self.hostname = hostname
         self.settings = settings
+        self._sender_facts: VersionedCache[int, SenderFacts | None] = VersionedCache()
         self.on_queued = on_queued
         self.inflight = 0
         self.idle = asyncio.Event()
@@ -227,8 +244,11 @@ class SubmissionHandler:
         return "250 2.1.0 Sender OK"
 
     def _facts(self, mailbox_id: int) -> SenderFacts | None:
-        with self.db.session() as session:
-            return sender_facts(session, mailbox_id)
+        with self.db.reader() as session:  # a read: never the write lock
+            # Building the sender's facts (aliases, delegations) cost more than
+            # the rest of a submission; they change only with the directory.
+            return self._sender_facts.lookup(directory_version(session), mailbox_id,
+                                             lambda: sender_facts(session, mailbox_id))  # fmt: skip
 
     async def handle_RCPT(
         self, server: SubmissionSMTP, session: SMTPSession, envelope: SMTPEnvelope,
@@ -330,7 +350,9 @@ async def start_submission(
             decode_data=False,
             # With implicit TLS the socket is already encrypted: no STARTTLS.
             tls_context=None if implicit_tls else tls_context,
-            require_starttls=not implicit_tls,
+            # With plaintext allowed on loopback, AUTH itself checks where the
+            # client is (``secure``) and MAIL needs AUTH, so nothing else opens.
+            require_starttls=not implicit_tls and not settings.plaintext_on_loopback,
             timeout=settings.timeout_seconds,
             loop=loop,
         )

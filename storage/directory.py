@@ -8,8 +8,10 @@ addresses those rules target.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
@@ -152,23 +154,54 @@ def find_mailbox(session: Session, address: Address) -> Mailbox | None:
     ).first()
 
 
-class FactsCache:
-    """Recipient facts reused while the directory has not changed.
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def directory_version(session: Session) -> int:
+    """The audit chain's head id: it moves with every change to the control plane."""
+    return int(session.connection().execute(_AUDIT_VERSION).scalar_one())
+
+
+class VersionedCache(Generic[K, V]):
+    """Facts reused while the directory has not changed.
 
     Every change to the control plane, through any interface or process,
     writes an audit entry in the same transaction, so the audit chain's head
     id is a version number of the directory: one primary-key read tells
     whether cached facts are still exact. Time-dependent checks (expiry) are
     made by policy against ``now`` at decision time, so they never go stale.
+    Safe to share between threads.
     """
 
     def __init__(self, max_entries: int = 50_000) -> None:
         self.max_entries = max_entries
         self._version = -1
-        self._facts: OrderedDict[Address, RecipientFacts] = OrderedDict()
+        self._facts: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def lookup(self, version: int, key: K, load: Callable[[], V]) -> V:
+        with self._lock:
+            if version != self._version:
+                self._facts.clear()
+                self._version = version
+            if key in self._facts:
+                self._facts.move_to_end(key)
+                return self._facts[key]
+        facts = load()  # outside the lock: it reads the database
+        with self._lock:
+            if version == self._version:
+                self._facts[key] = facts
+                if len(self._facts) > self.max_entries:
+                    self._facts.popitem(last=False)
+        return facts
+
+
+class FactsCache(VersionedCache[Address, RecipientFacts]):
+    """Recipient facts for the delivery path (see ``VersionedCache``)."""
 
     def get(self, session: Session, recipient: Address) -> RecipientFacts:
-        version = session.connection().execute(_AUDIT_VERSION).scalar_one()
+        version = directory_version(session)
         return self.lookup(version, recipient, lambda: recipient_facts(session, recipient))
 
     def get_tx(self, tx: Tx, recipient: Address) -> RecipientFacts:
@@ -177,19 +210,3 @@ class FactsCache:
         # under the batch.
         version = tx.memo("audit_version", lambda: tx.scalar(_AUDIT_VERSION_TX))
         return self.lookup(version, recipient, lambda: recipient_facts(tx.session(), recipient))
-
-    def lookup(
-        self, version: int, recipient: Address, load: Callable[[], RecipientFacts]
-    ) -> RecipientFacts:
-        if version != self._version:
-            self._facts.clear()
-            self._version = version
-        facts = self._facts.get(recipient)
-        if facts is None:
-            facts = load()
-            self._facts[recipient] = facts
-            if len(self._facts) > self.max_entries:
-                self._facts.popitem(last=False)
-        else:
-            self._facts.move_to_end(recipient)
-        return facts

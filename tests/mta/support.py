@@ -301,6 +301,7 @@ class Stack:
 async def outbound_stack(
     tmp_path: Path, db: Database, *, queue: Mapping[str, Any] | None = None,
     start_queue: bool = True, auth: AuthLimits | None = None,
+    submission: SubmissionSettings | None = None,
 ) -> AsyncIterator[Stack]:  # fmt: skip
     set_passwords(db)
     sink = await Sink().start()
@@ -314,7 +315,7 @@ async def outbound_stack(
         handler = SubmissionHandler(
             agent=agent, keys=keys, hostname=HOSTNAME, on_queued=runner.wake,
             authenticator=SMTPAuthenticator(db, limits=auth or AuthLimits(failure_delay=0)),
-            settings=SubmissionSettings(),
+            settings=submission or SubmissionSettings(),
         )  # fmt: skip
         tls = server_tls()
         servers = {

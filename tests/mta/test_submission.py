@@ -16,6 +16,7 @@ from admin.services import rules
 from mta import dkim
 from mta.resolver import DNS
 from mta.smtp_auth import AuthLimits
+from mta.submission import SubmissionSettings
 from storage.models import AppPassword, Delegation, RoutingEntry
 from tests.mta.conftest import seed
 from tests.mta.support import client_tls, hash_password, outbound_stack
@@ -146,6 +147,27 @@ async def test_auth_without_tls_refused(stack) -> None:
     assert not offered
     assert code in (530, 538)
     assert mail == 530
+
+
+async def test_plaintext_auth_on_loopback_when_configured(tmp_path, sqlite_db) -> None:
+    """Ensure ``submission_plaintext_on_loopback`` lets a loopback client AUTH in clear (the
+    load tests' setting), and that such a session still goes through the governed path."""
+    seed(sqlite_db, datetime.now(UTC) - timedelta(seconds=1))
+    settings = SubmissionSettings(plaintext_on_loopback=True)
+    async with outbound_stack(tmp_path, sqlite_db, submission=settings) as s:
+
+        def attempt() -> tuple[bool, dict]:
+            with smtplib.SMTP("127.0.0.1", s.port("submission"), timeout=10) as client:
+                client.ehlo("client.example")
+                offered = client.has_extn("auth")
+                client.login("alice@acme.test", "alice-password-1")
+                refused = client.sendmail("alice@acme.test", ["bob@acme.test"],
+                                          _message("bob@acme.test"))  # fmt: skip
+                return offered, refused
+
+        offered, refused = await asyncio.to_thread(attempt)
+        assert offered and refused == {}
+        assert list((tmp_path / "mail" / "acme.test" / "bob" / "new").iterdir())
 
 
 async def test_auth_over_implicit_tls(stack) -> None:

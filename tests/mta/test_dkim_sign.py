@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mta import dkim_rsa
+from mta import dkim_sign
 from mta.dkim import Algorithm, SigningKey, sign
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -56,6 +56,6 @@ def test_tampering_breaks_the_signature() -> None:
 
 def test_relaxed_canonicalization_rules() -> None:
     """Ensure header and body canonicalization follow RFC 6376 §3.4.2 and §3.4.4."""
-    assert dkim_rsa.relaxed_header(b"SubJect ", b" a \r\n\t b  ") == b"subject:a b"
-    assert dkim_rsa.relaxed_body(b"a  b \r\n\r\n\r\n") == b"a b\r\n"
-    assert dkim_rsa.relaxed_body(b"") == b""
+    assert dkim_sign.relaxed_header(b"SubJect ", b" a \r\n\t b  ") == b"subject:a b"
+    assert dkim_sign.relaxed_body(b"a  b \r\n\r\n\r\n") == b"a b\r\n"
+    assert dkim_sign.relaxed_body(b"") == b""

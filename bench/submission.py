@@ -1,0 +1,92 @@
+"""Submission side by side: AUTH, DKIM signing and delivery, Mailward vs Postfix + OpenDKIM.
+
+Both targets get the same load from ``../shared/bench/smtp_load.py``:
+authenticated sessions (AUTH PLAIN in clear on loopback, as the reference is
+configured) submitting messages from ``user1@client-a.test`` to the
+``client-b.test`` mailboxes, so each message is signed (Mailward: RSA-2048 and
+Ed25519; the reference: OpenDKIM RSA) and delivered to a Maildir. Targets
+alternate within each repetition and ratios are taken inside it.
+
+    .venv/bin/python bench/submission.py --reps 3 --messages 1000 --concurrency 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402  (bench scripts run from the checkout, not as a package)
+from seed import REFERENCE_PASSWORD  # noqa: E402
+
+MW_SUBMISSION, REF_SUBMISSION = 4587, 5870
+SENDER = "user1@client-a.test"
+
+
+def submit(port: int, messages: int, concurrency: int, maildir_root: Path, label: str) -> dict:
+    cmd = [run.PY, str(run.SHARED / "smtp_load.py"), "--port", str(port),
+           "--messages", str(messages), "--concurrency", str(concurrency), "--size", "4096",
+           "--rcpt-domain", "client-b.test", "--users", "50", "--label", label,
+           "--auth", f"{SENDER}:{REFERENCE_PASSWORD}", "--mail-from", SENDER,
+           "--maildir-root", str(maildir_root)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"smtp_load gave no result: {out.stdout}\n{out.stderr}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[10])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mailward-bench-submission"))
+    args = ap.parse_args()
+    rows: dict[str, list[float]] = {}
+
+    def add(name: str, value: float | None) -> None:
+        if value is not None:
+            rows.setdefault(name, []).append(value)
+
+    with_ref = run.ref_running()
+    for _rep in range(args.reps):
+        for conc in args.concurrency:
+            mw = run.start_mailward(args.work / "mailward", 50)
+            run.wait_port(MW_SUBMISSION)
+            cpu0 = mw.cpu_seconds()
+            res = submit(MW_SUBMISSION, args.messages, conc,
+                         args.work / "mailward" / "mail" / "client-b.test", "mailward")
+            add(f"mailward submitted+delivered msg/s c={conc}", res.get("delivered_rate"))
+            add(f"mailward submit p99 ms c={conc}", res["lat_ms"]["p99"])
+            add(f"mailward server CPU ms/msg c={conc}",
+                1000 * (mw.cpu_seconds() - cpu0) / args.messages)  # fmt: skip
+            add(f"mailward rejected c={conc}", res.get("rejected"))
+            mw.stop()
+            if with_ref:
+                subprocess.run([str(run.SHARED / "reference" / "start.sh"), "--fresh"],
+                               check=True, capture_output=True)  # fmt: skip
+                ref = submit(REF_SUBMISSION, args.messages, conc,
+                             run.REF_ROOT / "mail" / "client-b.test", "reference")
+                add(f"reference submitted+delivered msg/s c={conc}", ref.get("delivered_rate"))
+                add(f"reference submit p99 ms c={conc}", ref["lat_ms"]["p99"])
+                if ref.get("delivered_rate") and res.get("delivered_rate"):
+                    add(f"ratio mailward / reference c={conc}",
+                        res["delivered_rate"] / ref["delivered_rate"])  # fmt: skip
+    print(f"# Mailward submission bench {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, "
+          f"{os.cpu_count()} cores, {args.messages} x 4 KiB, medians of {args.reps}")
+    for name, values in rows.items():
+        print(f"{name:<48} {statistics.median(values):>10.2f}   "
+              f"({min(values):.2f}..{max(values):.2f}, n={len(values)})")
+
+
+if __name__ == "__main__":
+    main()
