@@ -85,6 +85,8 @@ class KeyStore:
         # Submissions run in worker threads; two first messages from a new
         # domain must not both generate its keys.
         self._lock = threading.Lock()
+        # domain → ((inode, mtime) of its state file, the active keys)
+        self._signing: dict[str, tuple[tuple[int, int], list[SigningKey]]] = {}
 
     def _dir(self, domain: str) -> Path:
         return self.root / normalize_domain(domain)
@@ -183,11 +185,24 @@ class KeyStore:
     # -- use ---------------------------------------------------------------------
 
     def signing_keys(self, domain: str) -> list[SigningKey]:
-        """The active generation's keys as the signer takes them (blocking file reads)."""
-        state = self.state(domain)
-        if state.active is None:
+        """The active generation's keys as the signer takes them (blocking file reads).
+
+        Read once per state change: every change replaces the state file (a
+        new inode), and a generation's key files never change, so one stat per
+        message tells whether the keys in memory are still the active ones.
+        """
+        try:
+            info = (self._dir(domain) / STATE_FILE).stat()
+        except FileNotFoundError:
             return []
-        return self._keys(domain, state.active)
+        stamp = (info.st_ino, info.st_mtime_ns)
+        cached = self._signing.get(domain)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        state = self.state(domain)
+        keys = [] if state.active is None else self._keys(domain, state.active)
+        self._signing[domain] = (stamp, keys)
+        return keys
 
     def _keys(self, domain: str, generation: str) -> list[SigningKey]:
         directory = self._dir(domain)

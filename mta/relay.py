@@ -26,7 +26,8 @@ from policy import replies
 from policy.addresses import Address, AddressError
 from policy.routing import Reason, RouteAction, RoutingDecision, TraceStep
 from storage import chain
-from storage.directory import directory_version
+from storage.db import Database
+from storage.directory import current_directory_version
 from storage.outbound import hosted_domains
 
 
@@ -98,6 +99,10 @@ async def decide_outside_directory(
 
 
 def _hosted(agent: DeliveryAgent, domain: str) -> bool:
-    with agent.db.reader() as session:  # a read: never the write lock
-        return agent.hosted.lookup(directory_version(session), domain,
-                                   lambda: bool(hosted_domains(session, [domain])))  # fmt: skip
+    return agent.hosted.lookup(current_directory_version(agent.db), domain,
+                               lambda: _load_hosted(agent.db, domain))
+
+
+def _load_hosted(db: Database, domain: str) -> bool:
+    with db.reader() as session:  # a read: never the write lock
+        return bool(hosted_domains(session, [domain]))

@@ -47,7 +47,7 @@ from mta.smtp_auth import AuthLimits, Principal, SMTPAuthenticator
 from policy import replies
 from policy.addresses import Address, AddressError
 from policy.sending import SenderFacts, may_send_as, may_send_from
-from storage.directory import VersionedCache, directory_version
+from storage.directory import VersionedCache, current_directory_version
 from storage.senders import sender_facts
 
 log = logging.getLogger("mailward.submission")
@@ -244,11 +244,14 @@ class SubmissionHandler:
         return "250 2.1.0 Sender OK"
 
     def _facts(self, mailbox_id: int) -> SenderFacts | None:
+        # Building the sender's facts (aliases, delegations) cost more than
+        # the rest of a submission; they change only with the directory.
+        return self._sender_facts.lookup(current_directory_version(self.db), mailbox_id,
+                                         lambda: self._load_facts(mailbox_id))  # fmt: skip
+
+    def _load_facts(self, mailbox_id: int) -> SenderFacts | None:
         with self.db.reader() as session:  # a read: never the write lock
-            # Building the sender's facts (aliases, delegations) cost more than
-            # the rest of a submission; they change only with the directory.
-            return self._sender_facts.lookup(directory_version(session), mailbox_id,
-                                             lambda: sender_facts(session, mailbox_id))  # fmt: skip
+            return sender_facts(session, mailbox_id)
 
     async def handle_RCPT(
         self, server: SubmissionSMTP, session: SMTPSession, envelope: SMTPEnvelope,

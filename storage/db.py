@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -101,6 +102,14 @@ class Database:
             with self.read_sessions() as session, session.begin():
                 yield session
                 session.rollback()
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+    def read_scalar(self, statement: Executable) -> Any:
+        """One value from a read snapshot, without an ORM Session (hot read paths)."""
+        try:
+            with self.read_engine.connect() as conn:
+                return conn.execute(statement).scalar()
         except SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc
 

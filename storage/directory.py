@@ -26,6 +26,7 @@ from policy.routing import (
     Rule,
     RuleKind,
 )
+from storage.db import Database
 from storage.ledger import Statement, Tx
 from storage.models import Alias, CatchAll, ChainHead, Domain, ForwardingRule, Mailbox
 
@@ -161,6 +162,11 @@ V = TypeVar("V")
 def directory_version(session: Session) -> int:
     """The audit chain's head id: it moves with every change to the control plane."""
     return int(session.connection().execute(_AUDIT_VERSION).scalar_one())
+
+
+def current_directory_version(db: Database) -> int:
+    """``directory_version`` from a fresh read snapshot, without an ORM Session."""
+    return int(db.read_scalar(_AUDIT_VERSION))
 
 
 class VersionedCache(Generic[K, V]):
