@@ -118,10 +118,12 @@ def start_sink(root: Path) -> Proc:
 
 
 def smtp_load(port: int, messages: int, concurrency: int, maildir_root: Path | None,
-              label: str) -> dict:  # fmt: skip
+              label: str, *, rcpt_domain: str = "client-a.test",
+              extra: list[str] | None = None) -> dict:  # fmt: skip
+    """One run of the shared SMTP load generator; its JSON result line."""
     cmd = [PY, str(SHARED / "smtp_load.py"), "--port", str(port), "--messages", str(messages),
-           "--concurrency", str(concurrency), "--size", "4096", "--rcpt-domain", "client-a.test",
-           "--users", "50", "--label", label]  # fmt: skip
+           "--concurrency", str(concurrency), "--size", "4096", "--rcpt-domain", rcpt_domain,
+           "--users", "50", "--label", label, *(extra or [])]  # fmt: skip
     if maildir_root is not None:
         cmd += ["--maildir-root", str(maildir_root)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

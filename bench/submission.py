@@ -13,7 +13,6 @@ alternate within each repetition and ratios are taken inside it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,16 +31,9 @@ SENDER = "user1@client-a.test"
 
 
 def submit(port: int, messages: int, concurrency: int, maildir_root: Path, label: str) -> dict:
-    cmd = [run.PY, str(run.SHARED / "smtp_load.py"), "--port", str(port),
-           "--messages", str(messages), "--concurrency", str(concurrency), "--size", "4096",
-           "--rcpt-domain", "client-b.test", "--users", "50", "--label", label,
-           "--auth", f"{SENDER}:{REFERENCE_PASSWORD}", "--mail-from", SENDER,
-           "--maildir-root", str(maildir_root)]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"smtp_load gave no result: {out.stdout}\n{out.stderr}")
-    return json.loads(lines[-1])
+    auth = ["--auth", f"{SENDER}:{REFERENCE_PASSWORD}", "--mail-from", SENDER]
+    return run.smtp_load(port, messages, concurrency, maildir_root, label,
+                         rcpt_domain="client-b.test", extra=auth)  # fmt: skip
 
 
 def main() -> None:

@@ -313,24 +313,18 @@ class _Plan:
 
 def defer_for_quota(decision: RoutingDecision) -> RoutingDecision:
     """The same routing, turned into a temporary refusal because the pool is full."""
-    step = TraceStep("quota", "refuse", Reason.QUOTA_EXCEEDED)
-    return RoutingDecision(
-        RouteAction.DEFER,
-        replies.QUOTA_EXCEEDED,
-        Reason.QUOTA_EXCEEDED,
-        trace=(*decision.trace, step),
-    )
+    return _deferred(decision, "quota", replies.QUOTA_EXCEEDED, Reason.QUOTA_EXCEEDED)
 
 
 def defer_for_storage(decision: RoutingDecision) -> RoutingDecision:
     """The same routing, withdrawn because the message could not be written to disk."""
-    step = TraceStep("storage", "refuse", Reason.STORAGE_FAILED)
-    return RoutingDecision(
-        RouteAction.DEFER,
-        replies.STORAGE_UNAVAILABLE,
-        Reason.STORAGE_FAILED,
-        trace=(*decision.trace, step),
-    )
+    return _deferred(decision, "storage", replies.STORAGE_UNAVAILABLE, Reason.STORAGE_FAILED)
+
+
+def _deferred(decision: RoutingDecision, rule: str, reply: SMTPReply, reason: Reason
+              ) -> RoutingDecision:  # fmt: skip
+    step = TraceStep(rule, "refuse", reason)
+    return RoutingDecision(RouteAction.DEFER, reply, reason, trace=(*decision.trace, step))
 
 
 def hosted(domains: Iterable[str]) -> frozenset[str]:
