@@ -16,6 +16,7 @@ start.sh``); without it its rows are skipped. Everything talks to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +66,73 @@ class Proc:
             self.popen.wait(30)
         except subprocess.TimeoutExpired:
             self.popen.kill()
+
+
+POSTFIX_PID = REF_ROOT / "postfix" / "spool" / "pid" / "master.pid"
+DOVECOT_PID = REF_ROOT / "dovecot" / "run" / "master.pid"
+
+
+def tree_pids(roots: list[int]) -> list[int]:
+    """The processes under ``roots`` (the roots included), from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found = []
+    for pid in parents:
+        ancestor = pid
+        while ancestor not in roots and ancestor in parents and ancestor > 1:
+            ancestor = parents[ancestor]
+        if ancestor in roots:
+            found.append(pid)
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass  # the process ended between listing and reading
+    return 0
+
+
+class PeakPss:
+    """Samples the summed PSS of process trees while a load runs; keeps the peak.
+
+    PSS (proportional set size) charges shared pages to each sharer, so a
+    multi-process server (Postfix, Dovecot) and a single process compare fairly.
+    """
+
+    def __init__(self, roots: Callable[[], list[int]], interval: float = 0.25) -> None:
+        self.roots, self.interval = roots, interval
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                total = sum(pss_kib(pid) for pid in tree_pids(self.roots()))
+                self.peak_mib = max(self.peak_mib, total / 1024)
+            if self._stop.wait(self.interval):
+                return
+
+
+def reference_roots() -> list[int]:
+    return [int(path.read_text().split()[0]) for path in (POSTFIX_PID, DOVECOT_PID)
+            if path.exists()]  # fmt: skip
 
 
 def wait_port(port: int, seconds: float = 30) -> None:
@@ -177,9 +247,11 @@ def main() -> None:
         for conc in args.concurrency:
             mw = start_mailward(args.work / "mailward", 50)
             cpu0 = mw.cpu_seconds()
-            mw_res = smtp_load(MW_SMTP, args.messages, conc,
-                               args.work / "mailward" / "mail" / "client-a.test", "mailward")
+            with PeakPss(lambda mw=mw: [mw.popen.pid]) as mw_pss:
+                mw_res = smtp_load(MW_SMTP, args.messages, conc,
+                                   args.work / "mailward" / "mail" / "client-a.test", "mailward")
             cpu = mw.cpu_seconds() - cpu0
+            add(f"mailward peak PSS MiB c={conc}", mw_pss.peak_mib)
             add(f"mailward delivered msg/s c={conc}", mw_res.get("delivered_rate"))
             add(f"mailward accept p99 ms c={conc}", mw_res["lat_ms"]["p99"])
             add(f"mailward server CPU ms/msg c={conc}", 1000 * cpu / args.messages)
@@ -198,9 +270,14 @@ def main() -> None:
             if with_ref:
                 subprocess.run([str(SHARED / "reference" / "start.sh"), "--fresh"], check=True,
                                capture_output=True)  # fmt: skip
-                ref_res = smtp_load(REF_SMTP, args.messages, conc, REF_ROOT / "mail" /
-                                    "client-a.test", "reference")  # fmt: skip
+                with PeakPss(reference_roots) as ref_pss:
+                    ref_res = smtp_load(REF_SMTP, args.messages, conc, REF_ROOT / "mail" /
+                                        "client-a.test", "reference")  # fmt: skip
                 add(f"postfix+dovecot delivered msg/s c={conc}", ref_res.get("delivered_rate"))
+                add(f"postfix+dovecot peak PSS MiB c={conc}", ref_pss.peak_mib)
+                if ref_pss.peak_mib:
+                    add(f"ratio peak PSS mailward / reference c={conc}",
+                        mw_pss.peak_mib / ref_pss.peak_mib)  # fmt: skip
                 if ref_res.get("delivered_rate"):
                     add(f"ratio mailward / reference c={conc}",
                         mw_rate / ref_res["delivered_rate"])  # fmt: skip
