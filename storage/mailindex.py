@@ -23,6 +23,14 @@ look them up again only if another tool renamed them
 (:mod:`storage.mailindex_files`), instead of listing the folder each time.
 The hot paths use Core statements; the ORM is left to folder management.
 
+Summaries: what IMAP derives from a message file (``mail_summary``) is
+opaque here. The store is given a ``summarize`` function (stored octets →
+summary) and indexes a message with its summary where it can do so cheaply:
+APPEND hands one in, COPY copies the source's, deliveries found in ``new/``
+are summarized before the folder is locked, and ``reindex`` fills in what is
+missing. The IMAP server reads them with :meth:`MailStore.summaries` and
+stores the ones it had to make with :meth:`MailStore.save_summaries`.
+
 Quota: APPEND and COPY charge the pooled quota in the same transaction as the
 index rows; EXPUNGE refunds it. Every function blocks; servers call them from
 worker threads.
@@ -43,7 +51,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    LargeBinary,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage import maildir, quota
@@ -65,12 +85,13 @@ from storage.mailindex_state import (
     mtime_ns,
     now_ns,
     parse_flags,
+    split_name,
     system_flags,
     trusted,
     with_disk_names,
     with_updates,
 )
-from storage.models import Domain, Mailbox, MailFolder, MailMessage
+from storage.models import Domain, Mailbox, MailFolder, MailMessage, MailSummary
 
 __all__ = [
     "SYSTEM_FLAGS",
@@ -81,13 +102,21 @@ __all__ = [
     "FolderState",
     "MailStore",
     "MessageInfo",
+    "Summarizer",
     "flags_suffix",
 ]
+
+Summarizer = Callable[[bytes], bytes]  # stored octets → the summary IMAP keeps of them
 
 _uidvalidity_counter = itertools.count()
 # Snapshots kept per process, counted in messages (a few hundred bytes each).
 MAX_CACHED_MESSAGES = 200_000
 MAX_CACHED_PATHS = 100_000
+# Deliveries larger than this, and those beyond the first MAX_INDEX_SUMMARIES
+# of one sync (a folder not opened for months), are left for the first FETCH
+# to summarize in an IMAP worker thread: syncs run on the one index thread.
+MAX_INDEX_SUMMARY = 1024 * 1024
+MAX_INDEX_SUMMARIES = 500
 # Longer UID lists are matched in Python over the folder's rows rather than
 # sent as an IN list (SQLite caps bound parameters).
 MAX_IN_LIST = 500
@@ -124,6 +153,28 @@ _SET_FLAGS = (
     .values(flags=bindparam("_flags"), modseq=bindparam("_modseq"))
 )
 _DELETE = delete(MailMessage.__table__).where(_M.id.in_(bindparam("ids", expanding=True)))
+_S = MailSummary.__table__.c
+_INSERT_SUMMARY = insert(MailSummary.__table__)
+_SUMMARIES_IN = select(_S.uid, _S.data).where(
+    _S.folder_id == bindparam("folder_id"), _S.uid.in_(bindparam("uids", expanding=True)))
+_SUMMARIZED = select(_S.uid).where(_S.folder_id == bindparam("folder_id"))
+_COPY_SUMMARY = insert(MailSummary.__table__).from_select(
+    ["folder_id", "uid", "data"],
+    select(bindparam("_dest", type_=Integer), bindparam("_dest_uid", type_=BigInteger), _S.data)
+    .where(_S.folder_id == bindparam("_src"), _S.uid == bindparam("_src_uid")),
+)  # fmt: skip
+
+
+def _save_summary(dialect: str) -> Any:
+    """Insert or replace a summary, for a message still indexed (else nothing)."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert_(MailSummary.__table__).from_select(
+        ["folder_id", "uid", "data"],
+        select(_M.folder_id, _M.uid, bindparam("_data", type_=LargeBinary))
+        .where(_M.folder_id == bindparam("_folder"), _M.uid == bindparam("_uid")),
+    )  # fmt: skip
+    return stmt.on_conflict_do_update(index_elements=["folder_id", "uid"],
+                                      set_={"data": stmt.excluded.data})  # fmt: skip
 
 
 class Appended(NamedTuple):
@@ -157,9 +208,11 @@ def _chunks(items: Sequence[Any], size: int = MAX_IN_LIST) -> Iterable[Sequence[
 
 
 class MailStore:
-    def __init__(self, db: Database, mail_root: Path) -> None:
+    def __init__(self, db: Database, mail_root: Path, summarize: Summarizer | None = None) -> None:
         self.db = db
         self.mail_root = mail_root
+        self.summarize = summarize
+        self._save_summary = _save_summary(db.engine.dialect.name)
         self._roots: dict[int, Path] = {}  # mailboxes never move (domain and local part fixed)
         self._paths: dict[tuple[int, str], Path] = {}  # (mailbox, folder name) → directory
         self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
@@ -426,6 +479,7 @@ class MailStore:
         folder is scanned and the index made to match it.
         """
         recent: set[int] = set()
+        summaries = self._summarize_new(self._paths.get((mailbox_id, name)))
         with self.db.session() as session:
             conn = session.connection()
             info = self._locked(conn, mailbox_id=mailbox_id, name=name)
@@ -496,6 +550,10 @@ class MailStore:
                 conn.execute(_SET_FLAGS, updates)
             if inserts:
                 conn.execute(_INSERT, inserts)
+                made = [{"folder_id": info.id, "uid": row["uid"], "data": summaries[base]}
+                        for row in inserts if (base := row["base_name"]) in summaries]  # fmt: skip
+                if made:
+                    conn.execute(_INSERT_SUMMARY, made)
             if modseq != info.highest_modseq or uid_next != info.uid_next:
                 conn.execute(_SET_FOLDER, {"_id": info.id, "_uid_next": uid_next,
                                            "_modseq": modseq})  # fmt: skip
@@ -514,6 +572,25 @@ class MailStore:
         self._wrote(info.id, snap)
         return FolderState(info, snap.messages, frozenset(recent))
 
+    def _summarize_new(self, path: Path | None) -> dict[str, bytes]:
+        """Summaries of the deliveries waiting in ``new/``, by base name.
+
+        Made before the folder is locked (reading files under the lock would
+        hold up every writer); the content behind a base name never changes,
+        so it does not matter whether this sync or a racing one indexes them.
+        """
+        if self.summarize is None or path is None:
+            return {}
+        made: dict[str, bytes] = {}
+        for name in list_dir(path / "new")[:MAX_INDEX_SUMMARIES]:
+            file = path / "new" / name
+            try:
+                if file.stat().st_size <= MAX_INDEX_SUMMARY:
+                    made[split_name(name)[0]] = self.summarize(file.read_bytes())
+            except FileNotFoundError:
+                continue  # moved to cur/ by a racing sync: indexed without one
+        return made
+
     # -- writing ------------------------------------------------------------
 
     def append(
@@ -526,9 +603,12 @@ class MailStore:
 
     def append_message(
         self, mailbox_id: int, name: str, data: bytes, flags: Iterable[str],
-        internal_date: datetime | None,
+        internal_date: datetime | None, summary: bytes | None = None,
     ) -> Appended:  # fmt: skip
-        """:meth:`append`, also telling the file's base name (a cache key for its content)."""
+        """:meth:`append`, also telling the file's base name (a cache key for its content).
+
+        ``summary`` is indexed with the message (see the module docstring).
+        """
         flags = frozenset(flags)
         body = data.replace(b"\r\n", b"\n")
         with self.db.session() as session:
@@ -541,7 +621,8 @@ class MailStore:
                 quota.charge(session, {mailbox_id: staged.size})
                 uid = info.uid_next
                 self._insert(conn, info, [(staged.tmp_path.name, flags, staged.size,
-                                          maildir.crlf_size(body), internal_date)])  # fmt: skip
+                                          maildir.crlf_size(body), internal_date)],
+                             [summary])  # fmt: skip
                 dest = path / "cur" / file_name(staged.tmp_path.name, flags)
                 if internal_date is not None:
                     stamp = internal_date.timestamp()
@@ -557,8 +638,10 @@ class MailStore:
     def _insert(
         self, conn: Connection, info: FolderInfo,
         messages: Sequence[tuple[str, frozenset[str], int, int, datetime | None]],
+        summaries: Sequence[bytes | None] = (),
     ) -> list[int]:  # fmt: skip
-        """Index new messages (base, flags, size, wire size, date) at the next UIDs."""
+        """Index new messages (base, flags, size, wire size, date) at the next UIDs,
+        with the summaries given (in the same order, None for none)."""
         modseq, uid = info.highest_modseq, info.uid_next
         rows, uids = [], []
         now = datetime.now(UTC)
@@ -572,6 +655,10 @@ class MailStore:
         if rows:
             conn.execute(_INSERT, rows)
             conn.execute(_SET_FOLDER, {"_id": info.id, "_uid_next": uid, "_modseq": modseq})
+        pairs = zip(uids, summaries, strict=False)  # no summaries given: none to insert
+        made = [{"folder_id": info.id, "uid": u, "data": d} for u, d in pairs if d is not None]
+        if made:
+            conn.execute(_INSERT_SUMMARY, made)
         return uids
 
     def _rows(self, conn: Connection, folder_id: int, uids: Sequence[int] | None) -> list[Any]:
@@ -681,6 +768,10 @@ class MailStore:
                     copied.append((new_base, flags, size, wire, date))
                     sources.append(uid)
                 dest_uids = self._insert(conn, dest, copied)
+                if dest_uids:  # the same content: the same summary
+                    conn.execute(_COPY_SUMMARY, [
+                        {"_dest": dest.id, "_dest_uid": new, "_src": folder_id, "_src_uid": old}
+                        for old, new in zip(sources, dest_uids, strict=True)])  # fmt: skip
                 if created:
                     maildir.fsync_dir(dest_path / "cur")
             except BaseException:
@@ -741,6 +832,47 @@ class MailStore:
                     (path / found[0] / found[1]).unlink(missing_ok=True)
         return removed
 
+    # -- summaries ----------------------------------------------------------
+
+    def summaries(self, folder_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+        """The stored summaries of these messages, by UID (those that have one)."""
+        found: dict[int, bytes] = {}
+        with self.db.reader() as session:
+            conn = session.connection()
+            for chunk in _chunks(uids):
+                params = {"folder_id": folder_id, "uids": list(chunk)}
+                for uid, data in conn.execute(_SUMMARIES_IN, params):
+                    found[uid] = data
+        return found
+
+    def save_summaries(self, folder_id: int, summaries: dict[int, bytes]) -> None:
+        """Store summaries made after indexing, replacing older ones (UIDs gone are skipped)."""
+        rows = [{"_folder": folder_id, "_uid": uid, "_data": data}
+                for uid, data in summaries.items()]  # fmt: skip
+        with self.db.session() as session:
+            session.connection().execute(self._save_summary, rows)
+
+    def _fill_summaries(self, state: FolderState) -> None:
+        """Summarize the folder's messages that have no summary (files adopted by reindex)."""
+        if self.summarize is None:
+            return
+        folder_id = state.folder.id
+        with self.db.reader() as session:
+            done = set(session.connection().scalars(_SUMMARIZED, {"folder_id": folder_id}))
+        made: dict[int, bytes] = {}
+        for message in state.messages:
+            if message.uid in done:
+                continue
+            try:
+                made[message.uid] = self.summarize(message.path.read_bytes())
+            except FileNotFoundError:
+                continue  # gone since the scan: the next sync drops its row
+            if len(made) >= MAX_IN_LIST:  # a transaction per few hundred
+                self.save_summaries(folder_id, made)
+                made = {}
+        if made:
+            self.save_summaries(folder_id, made)
+
     def reindex(self, mailbox_id: int) -> dict[str, int]:
         """Rebuild the index of a mailbox from its Maildir++ folders and recount its usage.
 
@@ -765,7 +897,9 @@ class MailStore:
         counts = {}
         for folder in self.list_folders(mailbox_id):
             self._forget(folder.id)  # rebuild: trust nothing remembered
-            counts[folder.name] = len(self._reconcile(mailbox_id, folder.name, None).messages)
+            state = self._reconcile(mailbox_id, folder.name, None)
+            self._fill_summaries(state)
+            counts[folder.name] = len(state.messages)
         with self.db.session() as session:
             total = sum(session.scalars(
                 select(MailMessage.size).join(MailFolder, MailMessage.folder_id == MailFolder.id)

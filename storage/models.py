@@ -21,7 +21,9 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -324,3 +326,24 @@ class MailMessage(Base):
     size: Mapped[int] = mapped_column(BigInteger)  # bytes on disk (LF line endings)
     rfc822_size: Mapped[int] = mapped_column(BigInteger)  # as served over IMAP (CRLF)
     internal_date: Mapped[datetime]
+
+
+class MailSummary(Base):
+    """What FETCH and SEARCH derive from a message file, kept across restarts.
+
+    Opaque to storage (``imap.message_cache`` writes and reads it), keyed
+    like the index row it belongs to and deleted with it. A table of its own
+    rather than a column of ``mail_message``: the rows every folder sync
+    reads stay narrow (a column of a kilobyte or two made SQLite's query of
+    a folder's changed rows four times slower).
+    """
+
+    __tablename__ = "mail_summary"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["folder_id", "uid"], ["mail_message.folder_id", "mail_message.uid"], ondelete="CASCADE"
+        ),
+    )
+    folder_id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -6,7 +6,8 @@ quota in the same transaction as the index row, so a full pool answers
 ``NO [OVERQUOTA]`` and leaves nothing behind. A missing folder is
 ``NO [TRYCREATE]``. Appending to the selected folder is announced with
 EXISTS by the refresh that precedes the tagged OK. The message's summary
-(:mod:`imap.message_cache`) is made while its octets are at hand.
+(:mod:`imap.message_cache`) is made while its octets are at hand, and indexed
+with it.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ async def append(session: Session, cmd: AppendCommand) -> Completion:
     store, cache, mailbox_id = session.ctx.store, session.ctx.summaries, session.mailbox_id
 
     def append_and_summarize() -> Appended:
+        # Made from the octets as the store keeps them (LF line endings), so it is
+        # the summary the file would give: the same answers after a restart.
+        summary = summarize(MessageView(cmd.message.replace(b"\r\n", b"\n")))
         stored = store.append_message(mailbox_id, cmd.mailbox, cmd.message, cmd.flags,
-                                      cmd.internal_date)  # fmt: skip
-        # The client that appends usually lists the folder next: have it cached.
-        cache.put(stored.base_name, summarize(MessageView(cmd.message)))
+                                      cmd.internal_date, summary.encode())  # fmt: skip
+        # The client that appends usually lists the folder next: have it in memory.
+        cache.put(stored.base_name, summary)
         return stored
 
     try:

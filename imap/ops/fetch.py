@@ -1,10 +1,12 @@
 """FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 7162 MODSEQ, CHANGEDSINCE).
 
 Flags, dates, sizes and mod-sequences come from the session's view. ENVELOPE,
-BODY, BODYSTRUCTURE and the header sections come from the process's
-:class:`~imap.message_cache.SummaryCache` when the message is in it. Message
-files are read only for the octets themselves or to fill the cache, and then
-without waiting for the disk: a batch whose files are all in the page cache
+BODY, BODYSTRUCTURE and the header sections come from the messages'
+summaries (:mod:`imap.message_cache`): those the process's cache lacks are
+loaded for a whole batch in a worker thread, from the database (made from
+the files only for messages indexed before summaries were stored). Message
+files are read only for the octets themselves, and then without waiting for
+the disk: a batch whose files are all in the page cache
 (:func:`~imap.ops.selected.read_if_cached`) is rendered on the event loop;
 any other batch goes to a worker thread. Listing a folder therefore costs no
 thread hand-off once its summaries are cached, and listing it again with the
@@ -24,12 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from imap.message_cache import Summary, SummaryCache, summarize
+from imap.message_cache import Summary, SummaryCache, load_summaries
 from imap.mime import MessageView, partial, section
 from imap.ops import Completion, Handlers
 from imap.ops.selected import SEEN, SelectedFolder, WouldBlock
@@ -84,7 +86,6 @@ class Plan:
     steps: tuple[tuple[int, FetchItem, bytes], ...]  # (kind, item, response name)
     whole: bool  # some item needs the message octets
     summary: bool  # some item is answered from the summary
-    structures: bool  # BODY or BODYSTRUCTURE
     key: int  # names this plan in the summaries' rendered lines
 
     @classmethod
@@ -95,17 +96,9 @@ class Plan:
     def make(cls, items: tuple[FetchItem, ...]) -> Plan:
         steps = tuple((kind_of(item), item, _name(item)) for item in items)
         kinds = {kind for kind, _, _ in steps}
-        structures = bool(kinds & {K_BODY, K_BODYSTRUCTURE})
-        summary = structures or bool(kinds & {K_ENVELOPE, K_RFC822_HEADER, K_HEADER_SECTION})
-        return cls(steps, K_CONTENT in kinds, summary, structures, next(_plan_keys))
-
-    def cached(self, summary: Summary | None) -> bool:
-        """Whether a message needs no file read given its cached summary."""
-        if self.whole:
-            return False
-        if not self.summary:
-            return True
-        return summary is not None and (not self.structures or summary.bodystructure is not None)
+        summary = bool(kinds & {K_ENVELOPE, K_BODY, K_BODYSTRUCTURE, K_RFC822_HEADER,
+                                K_HEADER_SECTION})  # fmt: skip
+        return cls(steps, K_CONTENT in kinds, summary, next(_plan_keys))
 
 
 _plan_keys = itertools.count()
@@ -169,9 +162,9 @@ def render_items(
         elif kind == K_MODSEQ:
             out.append(b"MODSEQ (%d)" % info.modseq)
         elif kind == K_BODY:
-            out.append(b"BODY " + summary.body)  # type: ignore[union-attr, operator]
+            out.append(b"BODY " + summary.body)  # type: ignore[union-attr]
         elif kind == K_BODYSTRUCTURE:
-            out.append(b"BODYSTRUCTURE " + summary.bodystructure)  # type: ignore[union-attr, operator]
+            out.append(b"BODYSTRUCTURE " + summary.bodystructure)  # type: ignore[union-attr]
         elif kind == K_RFC822_HEADER:
             out.append(b"RFC822.HEADER " + format_literal(summary.header))  # type: ignore[union-attr]
         elif kind == K_HEADER_SECTION:
@@ -186,30 +179,10 @@ def render_items(
     return b" ".join(out)
 
 
-def _read(
-    selected: SelectedFolder, cache: SummaryCache, info: MessageInfo, plan: Plan,
-    summary: Summary | None, *, wait: bool,
-) -> tuple[Summary | None, MessageView] | None:  # fmt: skip
-    """Read a message for the octets or to fill its summary; None if its file is gone.
-
-    Without ``wait`` the file is read only if that cannot block
-    (:class:`WouldBlock` otherwise).
-    """
-    raw = selected.read(info.uid) if wait else selected.read_nowait(info.uid)
-    if raw is None:
-        return None
-    view = MessageView(raw)
-    if plan.summary:
-        summary = summary or summarize(view)
-        if plan.structures:
-            summary.add_structures(view)
-        cache.put(info.base_name, summary)
-    return summary, view
-
-
 def render_batch(
     selected: SelectedFolder,
     cache: SummaryCache,
+    summaries: Mapping[int, Summary],
     batch: Sequence[tuple[int, int]],
     items: Sequence[FetchItem],
     extra: dict[int, tuple[FetchItem, ...]],
@@ -218,15 +191,16 @@ def render_batch(
 ) -> tuple[list[bytes], int, Sequence[tuple[int, int]]]:
     """The responses for a batch, how many messages were gone, and what is left.
 
-    With ``wait`` (a worker thread) files are read whatever it takes and
-    nothing is left; without, rendering stops at the first message whose
-    file is not in the page cache, and the rest of the batch is returned.
+    ``summaries`` has those of the batch's messages when the items need them
+    (a message without one is gone). With ``wait`` (a worker thread) files
+    are read whatever it takes and nothing is left; without, rendering stops
+    at the first message whose file is not in the page cache, and the rest
+    of the batch is returned.
     """
     responses: list[bytes] = []
     missing = 0
     plan = Plan.of(items)
-    vanished, messages, lookup = selected.vanished, selected.messages, cache.get
-    recent = selected.recent
+    vanished, messages, recent = selected.vanished, selected.messages, selected.recent
     for done, (seq, uid) in enumerate(batch):
         if uid in vanished:
             missing += 1
@@ -234,29 +208,47 @@ def render_batch(
         if extra:
             plan = Plan.of((*items, *extra.get(uid, ())))
         info = messages[uid]
-        summary = lookup(info.filename.partition(INFO_SEPARATOR)[0]) if plan.summary else None
-        if summary is not None and not plan.whole and uid not in recent:
-            # A listing again: the same items of the same message render the same.
-            line = summary.line(plan.key, info)
-            if line is None and plan.cached(summary):
+        summary = summaries.get(uid) if plan.summary else None
+        if plan.summary and summary is None:
+            missing += 1  # its file is gone
+            continue
+        if not plan.whole:
+            # A listing again: the same items of the same message render the same
+            # (not where this session shows \Recent, which the line would not carry).
+            keep = summary is not None and uid not in recent
+            line = summary.rendered(plan.key, info) if keep else None  # type: ignore[union-attr]
+            if line is None:
                 line = render_items(selected, info, plan, summary, None)
-                if summary.remember_line(plan.key, info, line):
+                if keep and summary.remember_line(plan.key, info, line):  # type: ignore[union-attr]
                     cache.put(info.filename.partition(INFO_SEPARATOR)[0], summary)  # re-account
-            if line is not None:
-                responses.append(b"* %d FETCH (%s)\r\n" % (seq, line))
-                continue
-        view = None
-        if not plan.cached(summary):
-            try:
-                loaded = _read(selected, cache, info, plan, summary, wait=wait)
-            except WouldBlock:
-                return responses, missing, batch[done:]
-            if loaded is None:
-                missing += 1
-                continue
-            summary, view = loaded
+            responses.append(b"* %d FETCH (%s)\r\n" % (seq, line))
+            continue
+        try:
+            raw = selected.read(uid) if wait else selected.read_nowait(uid)
+        except WouldBlock:
+            return responses, missing, batch[done:]
+        if raw is None:
+            missing += 1
+            continue
+        view = MessageView(raw)
         responses.append(render_message(selected, seq, info, plan, summary, view))
     return responses, missing, ()
+
+
+def _cached(
+    selected: SelectedFolder, cache: SummaryCache, batch: Sequence[tuple[int, int]]
+) -> dict[int, Summary] | None:
+    """The summaries of the batch's messages if all are in memory, else None."""
+    lookup = cache.get
+    found: dict[int, Summary] = {}
+    for _, uid in batch:
+        if uid in selected.vanished:
+            continue
+        summary = lookup(selected.messages[uid].filename.partition(INFO_SEPARATOR)[0])
+        if summary is None:
+            return None
+        found[uid] = summary
+    return found
 
 
 def _items(cmd: FetchCommand) -> tuple[FetchItem, ...]:
@@ -300,14 +292,20 @@ async def fetch(session: Session, cmd: FetchCommand) -> Completion:
             extra = {uid: added for uid, _, _ in updated}
 
     missing = 0
-    cache = session.ctx.summaries
+    cache, store = session.ctx.summaries, session.ctx.store
+    plan = Plan.of(items)
     size = max(1, session.ctx.settings.fetch_batch)
     for start in range(0, len(targets), size):
         batch = targets[start : start + size]
-        responses, gone, rest = render_batch(selected, cache, batch, items, extra, wait=False)
+        summaries = _cached(selected, cache, batch) if plan.summary else {}
+        if summaries is None:  # from the database (or the files) in a worker thread
+            wanted = [uid for _, uid in batch if uid not in selected.vanished]
+            summaries = await run_blocking(load_summaries, store, cache, selected, wanted)
+        responses, gone, rest = render_batch(selected, cache, summaries, batch, items, extra,
+                                             wait=False)  # fmt: skip
         if rest:  # a file to read from the disk: the rest of the batch in a worker thread
             more, more_gone, _ = await run_blocking(
-                render_batch, selected, cache, rest, items, extra)  # fmt: skip
+                render_batch, selected, cache, summaries, rest, items, extra)  # fmt: skip
             responses += more
             gone += more_gone
         missing += gone

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from imap.auth import Authenticator
 from imap.config import IMAPSettings, LoginLimits
 from imap.events import MailboxEvents
+from imap.message_cache import encoded_summary
 from imap.server import IMAPContext, start_imap
 from mta.inbound import listening_port
 from storage import maildir
@@ -114,13 +115,16 @@ async def running_imap(
     tls_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
     pool_bytes: int | None = None,
+    seeded: bool = False,
 ) -> AsyncIterator[IMAPWorld]:
+    """A server over ``db``, seeded first unless ``seeded`` (a restart over the same data)."""
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-    seed(db, now, pool_bytes=pool_bytes)
-    set_password(db, ALICE, password_hash())
-    set_password(db, BOB, password_hash())
+    if not seeded:
+        seed(db, now, pool_bytes=pool_bytes)
+        set_password(db, ALICE, password_hash())
+        set_password(db, BOB, password_hash())
     mail_root = tmp_path / "mail"
-    store = MailStore(db, mail_root)
+    store = MailStore(db, mail_root, encoded_summary)
     events = MailboxEvents(asyncio.get_running_loop())
     ctx = IMAPContext(
         db=db,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from imap.ops import search as search_module
 from imap.ops import selected as selected_module
+from storage.db import StorageUnavailable
 from tests.imap.conftest import MESSAGE, MULTIPART, IMAPWorld
 from tests.imap.test_mime import ENCODED, MIXED
 
@@ -141,3 +143,42 @@ async def test_remembered_lines_follow_flag_changes(world: IMAPWorld, transcript
     await t.expect(b"e OK*")
     await t.send(b"f FETCH 1 (FLAGS ENVELOPE)")
     assert b"FLAGS (\\Flagged \\Seen) ENVELOPE" in (await t.expect(b"f OK*"))[0]
+
+
+async def test_header_search_in_chunks_matches(
+    world: IMAPWorld, transcript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ensure a header SEARCH loading summaries a few messages at a time finds the same."""
+    for message in (MESSAGE, MULTIPART, ENCODED, MESSAGE, MIXED):
+        world.deliver(message)
+    t = await transcript()
+    await t.login()
+    await t.send(b"s SELECT INBOX")
+    await t.expect(b"s OK*")
+    answers = []
+    for n in range(2):
+        await t.send(b"q%d SEARCH OR SUBJECT hello FROM bob" % n)
+        answers.append((await t.expect(b"q%d OK*" % n))[0])
+        monkeypatch.setattr(search_module, "SEARCH_CHUNK", 2)  # then: in a worker, in chunks
+        monkeypatch.setattr(search_module, "MAX_LOOP_HEADER_SEARCH", 0)
+    assert answers == [b"* SEARCH 1 2 4\r\n"] * 2
+
+
+async def test_summaries_not_stored_still_answer(
+    world: IMAPWorld, transcript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ensure a database that cannot store a summary made from a file does not fail FETCH."""
+
+    def unavailable(*_: object) -> None:
+        raise StorageUnavailable("database is locked")
+
+    monkeypatch.setattr(world.store, "save_summaries", unavailable)
+    monkeypatch.setattr(world.store, "summarize", None)  # indexed without one: made at FETCH
+    world.deliver(MESSAGE)
+    t = await transcript()
+    await t.login()
+    await t.send(b"s SELECT INBOX")
+    await t.expect(b"s OK*")
+    await t.send(b"f FETCH 1 (ENVELOPE)")
+    lines = await t.expect(b"f *")
+    assert b'"hello there"' in lines[0] and lines[-1].startswith(b"f OK")
