@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from policy.addresses import Address, AddressError
@@ -130,14 +130,24 @@ def _resolve_targets(
     if not targets:
         return frozenset(), {}
     names = {t.domain for t in targets}
-    hosted = frozenset(session.scalars(select(Domain.name).where(Domain.name.in_(names))))
-    wanted = [(t.domain, t.local) for t in targets if t.domain in hosted]
+    domain_ids: dict[str, int] = {
+        name: domain_id
+        for name, domain_id in session.execute(
+            select(Domain.name, Domain.id).where(Domain.name.in_(names))
+        )
+    }
+    hosted = frozenset(domain_ids)
+    # One (domain_id, local_part) term per target: each is a lookup in the
+    # mailbox's unique index. A row-value IN over (domain name, local part)
+    # made SQLite scan the whole mailbox table (0.7 s at a million mailboxes).
+    wanted = [and_(Mailbox.domain_id == domain_ids[t.domain], Mailbox.local_part == t.local)
+              for t in targets if t.domain in domain_ids]  # fmt: skip
     internal: dict[Address, MailboxFacts] = {}
     if wanted:
         rows = session.execute(
             select(Mailbox, Domain.name, Domain.state)
             .join(Domain, Mailbox.domain_id == Domain.id)
-            .where(tuple_(Domain.name, Mailbox.local_part).in_(wanted))
+            .where(or_(*wanted))
         )
         for mailbox, domain_name, domain_state in rows:
             facts = mailbox_facts(mailbox, domain_name)
