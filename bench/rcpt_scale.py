@@ -77,6 +77,11 @@ from storage import audit
 from storage.db import Database
 from storage.models import Alias, AuditEntry, Domain, ForwardingRule, Mailbox
 
+try:
+    from bench.scale import other_bench_processes
+except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
+    from scale import other_bench_processes  # type: ignore[no-redef]
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
@@ -533,28 +538,6 @@ class Server:
         return dict(found.most_common(10))
 
 
-def other_benchmarks() -> list[str]:
-    """Bench scripts (``bench/*.py``, the shared load generators) that are not this run."""
-    parents: dict[int, int] = {}
-    argvs: dict[int, list[str]] = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argvs[int(proc.name)] = (
-                (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            )
-    ours, pid = set(), os.getpid()
-    while pid > 1:  # this script and its ancestors (a shell naming it)
-        ours.add(pid)
-        pid = parents.get(pid, 0)
-    return [
-        f"{pid}: {' '.join(argv).strip()[:120]}"
-        for pid, argv in argvs.items()
-        if pid not in ours and parents.get(pid) != os.getpid()
-        and any(a.endswith(".py") and (a.startswith("bench/") or "/bench/" in a) for a in argv)
-    ]  # fmt: skip
-
-
 # -- the SMTP client -----------------------------------------------------------------------
 
 
@@ -743,7 +726,7 @@ def run_backend(backend: str, args: argparse.Namespace, layout: Layout) -> dict[
     server = Server(data, args.work / f"serve-{backend}.log")
     load_before = os.getloadavg()[0]
     # Reported, not waited for: a bench that waits for the others makes them wait for it.
-    others = other_benchmarks()
+    others = other_bench_processes()
     if others or load_before > 1.0:
         print(f"load average {load_before:.1f}, other benchmarks running: {len(others)}; "
               "expect noise", file=sys.stderr)  # fmt: skip
