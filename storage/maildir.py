@@ -66,7 +66,9 @@ class Maildir:
         # W= is the size with CRLF line endings, what IMAP reports as RFC822.SIZE
         # (the Dovecot convention), so the index never has to read the file for it.
         wire = crlf_size(data)
-        base = f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size},W={wire}"
+        # Microseconds zero-padded: names then sort in delivery order, which is
+        # the order the index gives new messages their UIDs in.
+        base = f"{secs}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size},W={wire}"
         tmp_path = self.path / "tmp" / base
         try:
             fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -75,7 +75,7 @@ def unique_base(base: str) -> str:
     tags = "".join(m.group(0) for m in _SIZE_TAGS.finditer(base))
     now = time.time()
     host = base.split(".", 3)[2].split(",")[0] if base.count(".") >= 2 else "copy"
-    return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}C{next(_copy_counter)}.{host}{tags}"
+    return f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}C{next(_copy_counter)}.{host}{tags}"
 
 
 def link_or_copy(source: Path, target: Path) -> None:
