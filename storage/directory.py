@@ -169,13 +169,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def directory_version(session: Session) -> int:
-    """The audit chain's head id: it moves with every change to the control plane."""
-    return int(session.connection().execute(_AUDIT_VERSION).scalar_one())
-
-
 def current_directory_version(db: Database) -> int:
-    """``directory_version`` from a fresh read snapshot, without an ORM Session."""
+    """The audit chain's head id, from a fresh read snapshot: it moves with every
+    change to the control plane (see ``VersionedCache``)."""
     return int(db.read_scalar(_AUDIT_VERSION))
 
 
@@ -215,10 +211,6 @@ class VersionedCache(Generic[K, V]):
 
 class FactsCache(VersionedCache[Address, RecipientFacts]):
     """Recipient facts for the delivery path (see ``VersionedCache``)."""
-
-    def get(self, session: Session, recipient: Address) -> RecipientFacts:
-        version = directory_version(session)
-        return self.lookup(version, recipient, lambda: recipient_facts(session, recipient))
 
     def get_tx(self, tx: Tx, recipient: Address) -> RecipientFacts:
         # One version read per group-commit transaction: the committer's
