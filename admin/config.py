@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_FILE = "mailward.toml"
+MAX_SMTP_WORKERS = 64
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,13 @@ class SMTPLimits:
     # Submission AUTH is refused before TLS (RFC 8314); this lets clients on
     # the loopback range authenticate in clear (development, load tests).
     submission_plaintext_on_loopback: bool = False
+    # Processes that accept SMTP and submission (admin.workers): one Python
+    # process uses about one core, so a node with more cores can run more.
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= MAX_SMTP_WORKERS:
+            raise ConfigError(f"[smtp] workers must be between 1 and {MAX_SMTP_WORKERS}")
 
 
 @dataclass(frozen=True, slots=True)

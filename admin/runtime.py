@@ -25,30 +25,23 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from admin.certs import ensure_self_signed, server_context
 from admin.config import Settings
+from admin.smtp_front import SMTPFront, resolver_settings, server_tls, srs_for
+from admin.workers import HintListener, Listeners, WorkerPool, bind_listeners, start_workers
 from imap.auth import Authenticator
 from imap.config import IMAPSettings
 from imap.events import MailboxEvents
 from imap.message_cache import encoded_summary
 from imap.server import IMAPContext, start_imap
 from mta.delivery import DeliveryAgent
-from mta.dkim_keys import KeyStore
-from mta.inbound import InboundHandler, InboundLimits, listening_port, start_inbound
-from mta.inbound_auth import InboundAuthenticator, InboundAuthSettings
-from mta.inbound_router import InboundRouter
+from mta.inbound import listening_port
 from mta.queue.runner import OutboundQueue
 from mta.queue.scheduler import QueueSettings
-from mta.resolver import ResolverSettings
-from mta.smtp_auth import SMTPAuthenticator
-from mta.srs import SRS, load_or_create_secret
-from mta.submission import SubmissionHandler, SubmissionSettings, start_submission
 from storage.db import Database
 from storage.mailindex import MailStore
 from storage.spool import Spool
@@ -57,7 +50,6 @@ if TYPE_CHECKING:
     from admin.web.server import AdminServer
 
 log = logging.getLogger("mailward")
-SHUTDOWN_GRACE_SECONDS = 30.0
 SWITCH_INTERVAL_SECONDS = 0.0005
 # glibc's malloc serves blocks of this size or more from mmap, unmapped when
 # freed. Left alone it raises that threshold to the largest block freed so far
@@ -151,18 +143,24 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, db: Database | None = None) -> AsyncIterator[Running]:
-    """Start every server of the stack; stop them cleanly on exit."""
+async def running(
+    settings: Settings, db: Database | None = None, *,
+    listeners: Mapping[str, socket.socket] | None = None, hints_fd: int | None = None,
+    migrate: bool = True,
+) -> AsyncIterator[Running]:  # fmt: skip
+    """Start every server of the stack; stop them cleanly on exit.
+
+    With SMTP worker processes (``admin.workers``) this process's SMTP servers
+    accept on ``listeners``, and the workers' deliveries and queued messages
+    are announced on ``hints_fd``.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     owns_db = db is None
     if db is None:
-        migrate_in_child(settings.db_url)
+        if migrate:
+            migrate_in_child(settings.db_url)
         db = Database(settings.db_url)
-    if settings.tls.cert_file:
-        cert, key = Path(settings.tls.cert_file), Path(settings.tls.key_file)
-    else:
-        cert, key = ensure_self_signed(settings.data_dir / "tls", settings.hostname)
-    tls = server_context(cert, key)
+    tls = server_tls(settings)
     events = MailboxEvents(asyncio.get_running_loop())
     agent = DeliveryAgent(
         db, mail_root=settings.mail_root, spool=Spool(settings.spool_root),
@@ -179,16 +177,9 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
         ),
         hostname=settings.hostname,
     )
-    limits = InboundLimits(
-        max_recipients=settings.smtp.max_recipients,
-        max_message_bytes=settings.smtp.max_message_bytes,
-        timeout_seconds=settings.smtp.timeout_seconds,
-    )
-    resolver = ResolverSettings(nameservers=tuple(settings.dns.nameservers), port=settings.dns.port)
-    srs = SRS(load_or_create_secret(settings.data_dir / "srs.key"), settings.hostname)
-    spool = agent.spool
+    srs = srs_for(settings)
     queue = OutboundQueue(
-        db, agent=agent, spool=spool, hostname=settings.hostname, srs=srs,
+        db, agent=agent, spool=agent.spool, hostname=settings.hostname, srs=srs,
         settings=QueueSettings(
             initial_retry=timedelta(seconds=settings.queue.initial_retry_seconds),
             max_retry=timedelta(seconds=settings.queue.max_retry_seconds),
@@ -196,25 +187,17 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
             per_destination=settings.queue.per_destination,
             smtp_port=settings.queue.remote_port,
             transport=dict(settings.queue.transport),
-            resolver=resolver,
+            resolver=resolver_settings(settings),
         ),
     )  # fmt: skip
-    checker = (
-        InboundAuthenticator(InboundAuthSettings(authserv_id=settings.hostname, resolver=resolver))
-        if settings.smtp.verify_senders
+    front = SMTPFront.build(settings, db, agent, srs=srs, on_queued=queue.wake)
+    hints = (
+        HintListener(hints_fd, on_delivered=lambda ids: events.changed(ids, delivered=True),
+                     on_queued=queue.wake)
+        if hints_fd is not None
         else None
-    )
-    handler = InboundHandler(
-        InboundRouter(agent, checker=checker, srs=srs, on_queued=queue.wake), limits
-    )
-    submission = SubmissionHandler(
-        agent=agent, authenticator=SMTPAuthenticator(db), keys=KeyStore(settings.data_dir / "dkim"),
-        hostname=settings.hostname, on_queued=queue.wake,
-        settings=SubmissionSettings(
-            max_message_bytes=settings.smtp.max_message_bytes,
-            plaintext_on_loopback=settings.smtp.submission_plaintext_on_loopback),
     )  # fmt: skip
-    servers: dict[str, asyncio.Server] = {}
+    imap_servers: dict[str, asyncio.Server] = {}
     # Bind the admin socket first: the links the services send must name its port.
     admin_sock = socket.create_server((settings.listen.host, settings.listen.admin_port))
 
@@ -234,40 +217,30 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
     admin: LazyAdmin | None = None
     queue.start()
     try:
-        servers["smtp"] = await start_inbound(
-            handler, host=settings.listen.host, port=settings.listen.smtp_port,
-            hostname=settings.hostname, tls_context=tls, limits=limits,
-        )  # fmt: skip
-        for name, port, implicit in (("submission", settings.listen.submission_port, False),
-                                     ("submissions", settings.listen.submissions_port, True)):
-            servers[name] = await start_submission(submission, host=settings.listen.host,
-                                                   port=port, tls_context=tls,
-                                                   implicit_tls=implicit)  # fmt: skip
-        servers["imap"] = await start_imap(imap, host=settings.listen.host,
-                                           port=settings.listen.imap_port, tls_context=tls,
-                                           implicit_tls=False)  # fmt: skip
-        servers["imaps"] = await start_imap(imap, host=settings.listen.host,
-                                            port=settings.listen.imaps_port, tls_context=tls,
-                                            implicit_tls=True)  # fmt: skip
+        await front.start(settings, tls, listeners)
+        imap_servers["imap"] = await start_imap(imap, host=settings.listen.host,
+                                                port=settings.listen.imap_port, tls_context=tls,
+                                                implicit_tls=False)  # fmt: skip
+        imap_servers["imaps"] = await start_imap(imap, host=settings.listen.host,
+                                                 port=settings.listen.imaps_port,
+                                                 tls_context=tls, implicit_tls=True)  # fmt: skip
         admin = LazyAdmin(admin_sock, start_admin_app)
-        yield Running(db, agent, servers, admin)
+        yield Running(db, agent, {**front.servers, **imap_servers}, admin)
     finally:
         if admin is not None:
             await admin.stop()
         else:
             admin_sock.close()
-        for server in servers.values():
+        front.stop_accepting()
+        for server in imap_servers.values():
             server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(handler.idle.wait(), submission.idle.wait()),
-                SHUTDOWN_GRACE_SECONDS,
-            )
-        handler.close_connections()
-        submission.close_connections()
+        await front.drain()
         imap.close_connections()
         await queue.stop()
-        for server in servers.values():
+        if hints is not None:
+            hints.close()
+        await front.wait_closed()
+        for server in imap_servers.values():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)
         agent.close()
@@ -275,20 +248,39 @@ async def running(settings: Settings, db: Database | None = None) -> AsyncIterat
             db.dispose()
 
 
-async def serve_forever(settings: Settings) -> None:
+async def serve_forever(
+    settings: Settings, listeners: Listeners | None = None, pool: WorkerPool | None = None,
+) -> int:  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings) as stack:
-        for name, server in stack.servers.items():
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                print(f"{name:<12} listening on {host}:{port}", flush=True)
-        print(f"{'admin':<12} http://{stack.admin.host}:{stack.admin.port}/", flush=True)
-        print(f"data folder  {settings.data_dir.resolve()}", flush=True)
-        await stop.wait()
-        print("shutting down", flush=True)
+    if pool is not None:
+        pool.watch(on_lost=stop.set)
+    stopping: asyncio.Task[None] | None = None
+    try:
+        async with running(settings, listeners=listeners, migrate=pool is None,
+                           hints_fd=pool.hints_fd if pool else None) as stack:  # fmt: skip
+            for name, server in stack.servers.items():
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    print(f"{name:<12} listening on {host}:{port}", flush=True)
+            if pool is not None:
+                print(f"{'smtp workers':<12} {len(pool.pids) + 1} processes accept SMTP and "
+                      f"submission (pids {os.getpid()} {' '.join(map(str, pool.pids))})",
+                      flush=True)  # fmt: skip
+            print(f"{'admin':<12} http://{stack.admin.host}:{stack.admin.port}/", flush=True)
+            print(f"data folder  {settings.data_dir.resolve()}", flush=True)
+            await stop.wait()
+            print("shutting down", flush=True)
+            # The workers drain their connections while this process drains its own.
+            stopping = asyncio.create_task(pool.stop()) if pool is not None else None
+        if stopping is not None:
+            await stopping
+    finally:
+        if pool is not None:
+            await pool.stop()  # after an error: nothing is left running
+    return 1 if pool is not None and pool.failed else 0
 
 
 def serve(settings: Settings) -> int:
@@ -303,5 +295,15 @@ def serve(settings: Settings) -> int:
     # slices keep the hand-over prompt (measured in bench/: see README).
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     return_large_blocks()  # before the threshold has moved
-    asyncio.run(serve_forever(settings))
-    return 0
+    listeners: Listeners | None = None
+    pool: WorkerPool | None = None
+    if settings.smtp.workers > 1:
+        # Everything the workers would otherwise race to create is made once, here.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate_in_child(settings.db_url)
+        server_tls(settings)
+        srs_for(settings)
+        slots = bind_listeners(settings, settings.smtp.workers)
+        pool = start_workers(settings, slots)
+        listeners = slots[0]
+    return asyncio.run(serve_forever(settings, listeners, pool))

@@ -45,8 +45,13 @@ class Proc:
     popen: subprocess.Popen[bytes]
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """utime + stime of the process and of every process under it (SMTP workers)."""
+        total = 0
+        for pid in tree_pids([self.popen.pid]):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
@@ -147,14 +152,14 @@ def wait_port(port: int, seconds: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def start_mailward(data: Path, users: int) -> Proc:
+def start_mailward(data: Path, users: int, workers: int = 1) -> Proc:
     if data.exists():
         shutil.rmtree(data)
     data.mkdir(parents=True)
     (data / "mailward.toml").write_text(
         f"[listen]\nsmtp_port = {MW_SMTP}\nimap_port = {MW_IMAP}\nsubmission_port = 4587\n"
         "submissions_port = 4465\nimaps_port = 4993\nadmin_port = 4025\n"
-        "[smtp]\nmax_recipients = 100\n"
+        f"[smtp]\nmax_recipients = 100\nworkers = {workers}\n"
         # Load stays on loopback: no DNS queries to the system resolver. The
         # reference does not check SPF/DMARC inbound either, and takes AUTH in
         # clear on loopback, as the shared load generator speaks it.
@@ -233,6 +238,8 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mailward-bench")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="[smtp] workers: processes that accept SMTP (admin/workers.py)")
     args = ap.parse_args()
     rows: dict[str, Row] = {}
 
@@ -245,7 +252,7 @@ def main() -> None:
         print("reference stack not running: its rows are skipped", file=sys.stderr)
     for rep in range(args.reps):
         for conc in args.concurrency:
-            mw = start_mailward(args.work / "mailward", 50)
+            mw = start_mailward(args.work / "mailward", 50, args.workers)
             cpu0 = mw.cpu_seconds()
             with PeakPss(lambda mw=mw: [mw.popen.pid]) as mw_pss:
                 mw_res = smtp_load(MW_SMTP, args.messages, conc,
@@ -284,7 +291,8 @@ def main() -> None:
         print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
 
     print(f"# Mailward bench {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, "
-          f"{os.cpu_count()} cores, {args.messages} x 4 KiB messages, medians of {args.reps}")
+          f"{os.cpu_count()} cores, {args.messages} x 4 KiB messages, medians of {args.reps}, "
+          f"[smtp] workers = {args.workers}")
     for row in rows.values():
         print(row.summary())
 

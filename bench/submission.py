@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[10])
     ap.add_argument("--work", type=Path, default=Path("/tmp/mailward-bench-submission"))
+    ap.add_argument("--workers", type=int, nargs="+", default=[1],
+                    help="[smtp] workers settings to run, each in every repetition")
     args = ap.parse_args()
     rows: dict[str, list[float]] = {}
 
@@ -52,17 +54,21 @@ def main() -> None:
     with_ref = run.ref_running()
     for _rep in range(args.reps):
         for conc in args.concurrency:
-            mw = run.start_mailward(args.work / "mailward", 50)
-            run.wait_port(MW_SUBMISSION)
-            cpu0 = mw.cpu_seconds()
-            res = submit(MW_SUBMISSION, args.messages, conc,
-                         args.work / "mailward" / "mail" / "client-b.test", "mailward")
-            add(f"mailward submitted+delivered msg/s c={conc}", res.get("delivered_rate"))
-            add(f"mailward submit p99 ms c={conc}", res["lat_ms"]["p99"])
-            add(f"mailward server CPU ms/msg c={conc}",
-                1000 * (mw.cpu_seconds() - cpu0) / args.messages)  # fmt: skip
-            add(f"mailward rejected c={conc}", res.get("rejected"))
-            mw.stop()
+            results: dict[int, dict] = {}
+            for workers in args.workers:
+                label = f"mailward w={workers}"
+                mw = run.start_mailward(args.work / "mailward", 50, workers)
+                run.wait_port(MW_SUBMISSION)
+                cpu0 = mw.cpu_seconds()
+                res = submit(MW_SUBMISSION, args.messages, conc,
+                             args.work / "mailward" / "mail" / "client-b.test", "mailward")
+                results[workers] = res
+                add(f"{label} submitted+delivered msg/s c={conc}", res.get("delivered_rate"))
+                add(f"{label} submit p99 ms c={conc}", res["lat_ms"]["p99"])
+                add(f"{label} server CPU ms/msg c={conc}",
+                    1000 * (mw.cpu_seconds() - cpu0) / args.messages)  # fmt: skip
+                add(f"{label} rejected c={conc}", res.get("rejected"))
+                mw.stop()
             if with_ref:
                 subprocess.run([str(run.SHARED / "reference" / "start.sh"), "--fresh"],
                                check=True, capture_output=True)  # fmt: skip
@@ -70,9 +76,10 @@ def main() -> None:
                              run.REF_ROOT / "mail" / "client-b.test", "reference")
                 add(f"reference submitted+delivered msg/s c={conc}", ref.get("delivered_rate"))
                 add(f"reference submit p99 ms c={conc}", ref["lat_ms"]["p99"])
-                if ref.get("delivered_rate") and res.get("delivered_rate"):
-                    add(f"ratio mailward / reference c={conc}",
-                        res["delivered_rate"] / ref["delivered_rate"])  # fmt: skip
+                for workers, res in results.items():
+                    if ref.get("delivered_rate") and res.get("delivered_rate"):
+                        add(f"ratio mailward w={workers} / reference c={conc}",
+                            res["delivered_rate"] / ref["delivered_rate"])  # fmt: skip
     print(f"# Mailward submission bench {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, "
           f"{os.cpu_count()} cores, {args.messages} x 4 KiB, medians of {args.reps}")
     for name, values in rows.items():

@@ -27,7 +27,6 @@ import base64
 import json
 import os
 import string
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mta.dkim import Algorithm, SigningKey
 from policy.addresses import normalize_domain
+from storage.filelock import ProcessLock
 from storage.maildir import fsync_dir
 
 RSA_BITS = 2048  # RFC 8301 §3.2: at least 1024, 2048 recommended
@@ -82,14 +82,19 @@ def selectors(generation: str) -> tuple[str, str]:
 class KeyStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        # Submissions run in worker threads; two first messages from a new
-        # domain must not both generate its keys.
-        self._lock = threading.Lock()
+        # Submissions run in worker threads and in SMTP worker processes, and
+        # the CLI rotates from its own process: two first messages from a new
+        # domain must not both generate its keys, nor a rotation race them.
+        self._process_lock = ProcessLock(root / ".lock")
         # domain → ((inode, mtime) of its state file, the active keys)
         self._signing: dict[str, tuple[tuple[int, int], list[SigningKey]]] = {}
 
     def _dir(self, domain: str) -> Path:
         return self.root / normalize_domain(domain)
+
+    def _lock(self) -> ProcessLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self._process_lock
 
     # -- state ------------------------------------------------------------------
 
@@ -138,7 +143,7 @@ class KeyStore:
         state = self.state(domain)
         if state.active is not None:
             return state
-        with self._lock:
+        with self._lock():
             state = self.state(domain)
             if state.active is None:
                 state = KeyState(self._generate(domain, now), state.next, state.retiring)
@@ -146,7 +151,7 @@ class KeyStore:
         return state
 
     def rotate(self, domain: str, now: datetime) -> RotationStep:
-        with self._lock:
+        with self._lock():
             return self._rotate(domain, now)
 
     def _rotate(self, domain: str, now: datetime) -> RotationStep:
@@ -172,6 +177,10 @@ class KeyStore:
 
     def retire(self, domain: str) -> tuple[str, ...]:
         """Delete the retiring generations; their DNS records may then be removed."""
+        with self._lock():
+            return self._retire(domain)
+
+    def _retire(self, domain: str) -> tuple[str, ...]:
         state = self.state(domain)
         directory = self._dir(domain)
         for generation in state.retiring:

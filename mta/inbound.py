@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import secrets
+import socket
 import ssl
 import weakref
 from dataclasses import dataclass
@@ -208,7 +209,9 @@ async def start_inbound(
     hostname: str,
     tls_context: ssl.SSLContext | None,
     limits: InboundLimits,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
+    """Listen on ``host``:``port``, or on ``sock`` when it is given (already bound)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTP:
@@ -227,6 +230,8 @@ async def start_inbound(
         handler.connections.add(protocol)
         return protocol
 
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock)
     return await loop.create_server(factory, host=host, port=port)
 
 

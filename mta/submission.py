@@ -24,6 +24,7 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import socket
 import ssl
 import weakref
 from collections.abc import Callable
@@ -337,8 +338,10 @@ async def start_submission(
     port: int,
     tls_context: ssl.SSLContext,
     implicit_tls: bool,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Listen for submission: STARTTLS required (587) or implicit TLS (465, RFC 8314)."""
+    """Listen for submission: STARTTLS required (587) or implicit TLS (465, RFC 8314),
+    on ``host``:``port`` or on ``sock`` when it is given (already bound)."""
     loop = asyncio.get_running_loop()
     settings = ctx.settings
 
@@ -362,6 +365,7 @@ async def start_submission(
         ctx.connections.add(protocol)
         return protocol
 
-    return await loop.create_server(
-        factory, host=host, port=port, ssl=tls_context if implicit_tls else None
-    )
+    ssl_context = tls_context if implicit_tls else None
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock, ssl=ssl_context)
+    return await loop.create_server(factory, host=host, port=port, ssl=ssl_context)

@@ -23,6 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
+from storage.filelock import ProcessLock
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -73,10 +75,16 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_engine = make_engine(url, reader=True) if self.is_sqlite else self.engine
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
-        # SQLite has one writer. Letting threads contend for it means
+        # SQLite has one writer. Letting writers contend for it means
         # busy-timeout sleeps of whole milliseconds; queueing them on a lock
-        # in-process hands the write lock over at once.
-        self._write_lock = threading.Lock() if self.is_sqlite else None
+        # (threads, and the other processes on this file) hands it over at once.
+        self._write_lock = self._writer_lock() if self.is_sqlite else None
+
+    def _writer_lock(self) -> AbstractContextManager[Any]:
+        path = self.engine.url.database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return threading.Lock()  # private to this process anyway
+        return ProcessLock(f"{path}-writer.lock")
 
     @property
     def is_sqlite(self) -> bool:
@@ -121,3 +129,5 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+        if isinstance(self._write_lock, ProcessLock):
+            self._write_lock.close()
