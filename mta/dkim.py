@@ -70,18 +70,24 @@ def sign(message: bytes, key: SigningKey, selector: str | None, domain: str) -> 
 
 
 def signature(message: bytes, key: SigningKey, selector: str | None, domain: str) -> bytes:
-    present = _header_names(message)
-    include = [h for h in SIGNED_HEADERS if h in present] or [b"from"]
-    # OpenSSL for the key step (mta.dkim_sign); From is oversigned as dkimpy does.
-    return dkim_sign.signature(message, key.private, selector or key.selector,
-                               domain.encode("idna").decode(), [*include, b"from"],
-                               algorithm=key.algorithm.value)  # fmt: skip
+    return _signatures(message, [(key, selector or key.selector)], domain)
 
 
 def sign_all(message: bytes, keys: Sequence[SigningKey], domain: str) -> bytes:
-    """One signature per key, each over the unsigned message."""
-    headers = b"".join(signature(message, key, None, domain) for key in keys)
-    return headers + message
+    """One signature per key, each over the unsigned message (canonicalized once)."""
+    return _signatures(message, [(key, key.selector) for key in keys], domain) + message
+
+
+def _signatures(message: bytes, keys: Sequence[tuple[SigningKey, str]], domain: str) -> bytes:
+    canonical = dkim_sign.canonicalize(message)
+    present = {name.strip().lower() for name, _value in canonical.fields}
+    include = [h for h in SIGNED_HEADERS if h in present] or [b"from"]
+    # OpenSSL for the key step (mta.dkim_sign); From is oversigned as dkimpy does.
+    return b"".join(
+        dkim_sign.signature(canonical, key.private, selector, domain.encode("idna").decode(),
+                            [*include, b"from"], algorithm=key.algorithm.value)
+        for key, selector in keys
+    )  # fmt: skip
 
 
 def verify(message: bytes, lookup: TxtLookup) -> list[SignatureResult]:
@@ -114,13 +120,6 @@ def verify(message: bytes, lookup: TxtLookup) -> list[SignatureResult]:
             )
         )
     return results
-
-
-def _header_names(message: bytes) -> set[bytes]:
-    """The lower-case names of the message's header fields."""
-    end = re.search(rb"\r?\n\r?\n", message)
-    head = message[: end.start()] if end else message
-    return {m.group(1).lower() for m in re.finditer(rb"(?m)^([^ \t:\r\n]+)[ \t]*:", head)}
 
 
 def _text(value: bytes | str) -> str:

@@ -326,8 +326,10 @@ class SubmissionHandler:
         content = extra + content
         if self.keys is None or not self.settings.sign_dkim:
             return content
-        self.keys.ensure(domain, self._now())
-        keys = self.keys.signing_keys(domain)
+        keys = self.keys.signing_keys(domain)  # one stat while the keys in memory are current
+        if not keys:  # the domain's first message: make its first keys
+            self.keys.ensure(domain, self._now())
+            keys = self.keys.signing_keys(domain)
         return dkim.sign_all(content, keys, domain) if keys else content
 
 

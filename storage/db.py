@@ -13,8 +13,8 @@ which the servers answer with ``451 4.3.0`` or ``NO [UNAVAILABLE]``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
 from storage.filelock import ProcessLock
+from storage.ledger import Statement
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -79,6 +80,10 @@ class Database:
         # busy-timeout sleeps of whole milliseconds; queueing them on a lock
         # (threads, and the other processes on this file) hands it over at once.
         self._write_lock = self._writer_lock() if self.is_sqlite else None
+        self._readers = threading.local()  # see read_value
+        self._readers_lock = threading.Lock()
+        self._reader_conns: list[Any] = []
+        self._reader_generation = 0
 
     def _writer_lock(self) -> AbstractContextManager[Any]:
         path = self.engine.url.database
@@ -114,12 +119,56 @@ class Database:
             raise StorageUnavailable(str(exc)) from exc
 
     def read_scalar(self, statement: Executable) -> Any:
-        """One value from a read snapshot, without an ORM Session (hot read paths)."""
+        """One value from a read snapshot, without an ORM Session."""
         try:
             with self.read_engine.connect() as conn:
                 return conn.execute(statement).scalar()
         except SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc
+
+    def read_value(self, statement: Statement, values: Mapping[str, Any] | None = None) -> Any:
+        """One value of committed state, read on this thread's own driver connection.
+
+        For the reads made once per message (the directory's version): a
+        pooled SQLAlchemy connection costs a checkout, a BEGIN and a ROLLBACK
+        around the one SELECT; this connection runs in autocommit, so each
+        read is a single statement on a fresh snapshot.
+        """
+        conn = getattr(self._readers, "conn", None)
+        if getattr(self._readers, "generation", None) != self._reader_generation:
+            conn = None  # disposed since: its connection is gone
+        try:
+            if conn is None:
+                conn = self._readers.conn = self._open_reader()
+                self._readers.generation = self._reader_generation
+            compiled = statement.compiled(self.read_engine.dialect)
+            cursor = conn.cursor()
+            try:
+                cursor.execute(compiled.sql, compiled.params(values or {}))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception as exc:  # the driver's own errors: start over on a new connection
+            self._readers.conn = None
+            if conn is not None:
+                self._close_reader(conn)
+            raise StorageUnavailable(str(exc)) from exc
+        return None if row is None else row[0]
+
+    def _open_reader(self) -> Any:
+        conn = self.read_engine.raw_connection()  # checked out for the thread's life
+        if not self.is_sqlite:
+            conn.driver_connection.autocommit = True  # type: ignore[union-attr]
+        with self._readers_lock:
+            self._reader_conns.append(conn)
+        return conn
+
+    def _close_reader(self, conn: Any) -> None:
+        with self._readers_lock:
+            if conn in self._reader_conns:
+                self._reader_conns.remove(conn)
+        with suppress(Exception):
+            conn.invalidate()
 
     def migrate(self) -> None:
         from storage.migrate import upgrade
@@ -127,6 +176,12 @@ class Database:
         upgrade(self.engine)
 
     def dispose(self) -> None:
+        with self._readers_lock:
+            readers, self._reader_conns = self._reader_conns, []
+            self._reader_generation += 1
+        for conn in readers:
+            with suppress(Exception):
+                conn.invalidate()
         self.engine.dispose()
         self.read_engine.dispose()
         if isinstance(self._write_lock, ProcessLock):

@@ -172,7 +172,7 @@ V = TypeVar("V")
 def current_directory_version(db: Database) -> int:
     """The audit chain's head id, from a fresh read snapshot: it moves with every
     change to the control plane (see ``VersionedCache``)."""
-    return int(db.read_scalar(_AUDIT_VERSION))
+    return int(db.read_value(_AUDIT_VERSION_TX))
 
 
 class VersionedCache(Generic[K, V]):

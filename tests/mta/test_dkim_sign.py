@@ -59,3 +59,52 @@ def test_relaxed_canonicalization_rules() -> None:
     assert dkim_sign.relaxed_header(b"SubJect ", b" a \r\n\t b  ") == b"subject:a b"
     assert dkim_sign.relaxed_body(b"a  b \r\n\r\n\r\n") == b"a b\r\n"
     assert dkim_sign.relaxed_body(b"") == b""
+
+
+def _relaxed_body_by_line(body: bytes) -> bytes:
+    """RFC 6376 §3.4.4 spelled out line by line: the reference for the whole-body version."""
+    import re
+
+    lines = [re.sub(rb"[ \t]+", b" ", line).rstrip(b" ") for line in body.split(b"\r\n")]
+    while lines and lines[-1] == b"":
+        lines.pop()
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+def test_whole_body_canonicalization_matches_the_line_by_line_rules() -> None:
+    """Ensure the fast relaxed body equals the line-by-line definition on random bodies."""
+    import random
+
+    rng = random.Random(6376)
+    alphabet = [b"a", b"b", b" ", b"\t", b"\r\n", b"\r", b"\n", b"  ", b"\r\n\r\n", b"\xc3\xa9"]
+    for _ in range(20_000):
+        body = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 14)))
+        assert dkim_sign.relaxed_body(body) == _relaxed_body_by_line(body), body
+
+
+def test_several_keys_share_one_canonicalization() -> None:
+    """Ensure signing with RSA and Ed25519 at once gives two signatures dkimpy verifies."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from mta.dkim import sign_all
+
+    ed = ed25519.Ed25519PrivateKey.generate()
+    seed = ed.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                            serialization.NoEncryption())  # fmt: skip
+    ed_public = ed.public_key().public_bytes(serialization.Encoding.Raw,
+                                             serialization.PublicFormat.Raw)  # fmt: skip
+    keys = [SigningKey(Algorithm.RSA, "sel", PEM),
+            SigningKey(Algorithm.ED25519, "ed", base64.b64encode(seed))]  # fmt: skip
+
+    def lookup(name: bytes, timeout: float = 5) -> bytes:
+        if name == b"ed._domainkey.acme.test.":
+            return b"v=DKIM1; k=ed25519; p=" + base64.b64encode(ed_public)
+        return _lookup(name)
+
+    signed = sign_all(MESSAGES["folded and spaced"], keys, "acme.test")
+    assert signed.count(b"DKIM-Signature:") == 2
+    verifier = dkim.DKIM(signed)
+    assert verifier.verify(idx=0, dnsfunc=lookup)
+    assert verifier.verify(idx=1, dnsfunc=lookup)

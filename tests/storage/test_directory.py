@@ -252,3 +252,26 @@ def test_corrupt_alias_target_is_never_applied(db: Database, now: datetime) -> N
                     created_by="test", created_at=now, expires_at=None, enabled=True))  # fmt: skip
     facts = facts_for(db, "broken@acme.example")
     assert facts.aliases == ()
+
+
+def test_directory_version_moves_with_every_change_and_survives_dispose(
+    db: Database, now: datetime
+) -> None:
+    """Ensure the per-thread version read sees each committed change at once, from any thread."""
+    import threading
+
+    from storage.directory import current_directory_version
+
+    build(db, now)
+    before = current_directory_version(db)
+    with db.session() as s:
+        create_organization(s, actor=ACTOR, now=now, name="another agency")
+    after = current_directory_version(db)
+    assert after > before
+    seen: list[int] = []
+    reader = threading.Thread(target=lambda: seen.append(current_directory_version(db)))
+    reader.start()
+    reader.join()
+    assert seen == [after]
+    db.dispose()  # the thread's reader connection goes with the pool, and comes back
+    assert current_directory_version(db) == after
