@@ -44,6 +44,7 @@ from mta.queue.runner import OutboundQueue
 from mta.queue.scheduler import QueueSettings
 from storage.db import Database
 from storage.mailindex import MailStore
+from storage.publish import node_id, recover
 from storage.spool import Spool
 
 if TYPE_CHECKING:
@@ -79,6 +80,15 @@ def migrate_in_child(url: str) -> None:
                           check=False)  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"database migration failed (exit status {done.returncode})")
+
+
+def recover_copies(settings: Settings) -> None:
+    """``storage.publish.recover`` for this node, on a connection of its own."""
+    db = Database(settings.db_url)
+    try:
+        recover(db, settings.mail_root, node_id(settings.data_dir))
+    finally:
+        db.dispose()
 
 
 class LazyAdmin:
@@ -152,19 +162,24 @@ async def running(
 
     With SMTP worker processes (``admin.workers``) this process's SMTP servers
     accept on ``listeners``, and the workers' deliveries and queued messages
-    are announced on ``hints_fd``.
+    are announced on ``hints_fd``. ``migrate`` upgrades the schema and finishes
+    the publication of copies a crash left in ``tmp/`` (``storage.publish``)
+    before anything serves; ``serve`` does both itself before it forks workers.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     owns_db = db is None
+    if db is None and migrate:
+        migrate_in_child(settings.db_url)
     if db is None:
-        if migrate:
-            migrate_in_child(settings.db_url)
         db = Database(settings.db_url)
+    node = node_id(settings.data_dir)
+    if migrate:
+        recover(db, settings.mail_root, node)
     tls = server_tls(settings)
     events = MailboxEvents(asyncio.get_running_loop())
     agent = DeliveryAgent(
         db, mail_root=settings.mail_root, spool=Spool(settings.spool_root),
-        hostname=settings.hostname, on_delivered=events.changed_threadsafe,
+        hostname=settings.hostname, on_delivered=events.changed_threadsafe, node=node,
     )  # fmt: skip
     imap = IMAPContext(
         db=db,
@@ -301,6 +316,7 @@ def serve(settings: Settings) -> int:
         # Everything the workers would otherwise race to create is made once, here.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate_in_child(settings.db_url)
+        recover_copies(settings)
         server_tls(settings)
         srs_for(settings)
         slots = bind_listeners(settings, settings.smtp.workers)

@@ -43,6 +43,7 @@ from admin.config import Settings
 from admin.smtp_front import SMTPFront, listen_ports, server_tls, srs_for
 from mta.delivery import DeliveryAgent
 from storage.db import Database
+from storage.publish import node_id
 from storage.spool import Spool
 
 log = logging.getLogger("mailward.workers")
@@ -281,6 +282,7 @@ async def _serve(settings: Settings, index: int, listeners: Listeners, hints: Hi
     agent = DeliveryAgent(
         db, mail_root=settings.mail_root, spool=Spool(settings.spool_root),
         hostname=settings.hostname, on_delivered=hints.delivered,
+        node=node_id(settings.data_dir),
     )  # fmt: skip
     front = SMTPFront.build(settings, db, agent, srs=srs_for(settings), on_queued=hints.queued)
     try:

@@ -11,7 +11,9 @@ sent. At end of DATA ``deliver`` executes the accepted decisions as one unit:
    entry and appends a deliver/forward entry per recipient to the routing log;
    if any quota level refuses, the transaction rolls back, the staged files
    are removed, a ``defer`` is logged and the client gets ``452 4.2.2``;
-3. the staged copies are renamed into ``new/`` and the directories fsynced;
+3. the staged copies are renamed into ``new/``; the transaction of step 2
+   noted them, so the directories' fsync happens in the background and a
+   crash before it is finished at the next start (``storage.publish``);
 4. only then is ``250`` answered.
 
 Steps 1 and 2 run at the same time when nothing is forwarded (each waits for
@@ -48,7 +50,7 @@ from policy.routing import (
     defer_for_storage,
     route,
 )
-from storage import chain, maildir
+from storage import chain, maildir, publish
 from storage import quota as quota_store
 from storage.committer import GroupCommitter
 from storage.db import Database, StorageUnavailable
@@ -98,7 +100,8 @@ class Plan:
 
     queue_id: str
     message_id: str | None
-    copies: list[tuple[int, Path, bytes]]  # (mailbox id, Maildir, bytes with trace headers)
+    # (mailbox id, Maildir, bytes with trace headers, file name)
+    copies: list[tuple[int, Path, bytes, str]]
     sizes: dict[int, int]  # mailbox id → bytes charged
     forwards: list[str]
     spool_data: bytes | None  # the copy for the outbound queue, when forwarded
@@ -156,10 +159,13 @@ class DeliveryAgent:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_delivered: Callable[[list[int]], None] | None = None,
         committer: GroupCommitter | None = None,
+        node: str = publish.DEFAULT_NODE,
     ) -> None:
         self.on_delivered = on_delivered  # called from a worker thread with mailbox ids
         self._owns_committer = committer is None
         self.committer = committer or GroupCommitter(db)
+        self.node = node  # whose rows of unpublished copies this agent writes
+        self.publisher = publish.Publisher(self.committer)
         self.db = db
         self.facts = FactsCache()  # used only on the committer thread
         self.hosted: VersionedCache[str, bool] = VersionedCache()  # domain → hosted here
@@ -169,6 +175,7 @@ class DeliveryAgent:
         self.clock = clock
 
     def close(self) -> None:
+        self.publisher.close()
         if self._owns_committer:
             self.committer.close()
 
@@ -222,12 +229,15 @@ class DeliveryAgent:
         if reply is not None:
             return reply
         try:
-            await _disk.run(maildir.commit, plan.staged)
+            # The rename is made durable in the background (storage.publish).
+            await _disk.run(maildir.publish, plan.staged)
         except OSError:
             # Charged and logged but not visible: the client is not told 250,
-            # so it retries; ``mailward reindex`` reconciles the quota.
+            # so it retries; the copies' rows stay, and the next start
+            # publishes what is still in tmp/.
             log.exception("publishing message %s failed", plan.queue_id)
             return replies.STORAGE_UNAVAILABLE
+        self.publisher.renamed(plan.staged)
         if self.on_delivered is not None and plan.sizes:
             self.on_delivered(list(plan.sizes))
         return SMTPReply(250, "2.0.0", f"Ok: queued as {plan.queue_id}")
@@ -285,7 +295,7 @@ class DeliveryAgent:
         self, conn: Connection, env: Envelope, data: bytes, queue_id: str, now: datetime
     ) -> Plan:
         """Every mailbox copy with its trace headers, and the forward copy (no I/O)."""
-        copies: list[tuple[int, Path, bytes]] = []
+        copies: list[tuple[int, Path, bytes, str]] = []
         sizes: dict[int, int] = {}
         forwards: list[str] = []
         body = to_lf(data)
@@ -303,7 +313,7 @@ class DeliveryAgent:
                 copy = to_lf(headers) + body
                 path = maildir.mailbox_path(self.mail_root, mailbox.address.domain,
                                             mailbox.address.local)  # fmt: skip
-                copies.append((mailbox.id, path, copy))
+                copies.append((mailbox.id, path, copy, maildir.unique_name(copy)))
                 sizes[mailbox.id] = len(copy)
             forwards.extend(str(a) for a in item.decision.forwards if str(a) not in forwards)
         spool_data = None
@@ -321,8 +331,8 @@ class DeliveryAgent:
         On failure whatever was written is removed before the error propagates.
         """
         try:
-            for _mailbox_id, path, copy in plan.copies:
-                plan.staged.append(maildir.Maildir(path).stage(copy))
+            for _mailbox_id, path, copy, name in plan.copies:
+                plan.staged.append(maildir.Maildir(path).stage(copy, name))
             if plan.spool_data is not None:
                 plan.spooled = self.spool.write(plan.queue_id, plan.spool_data)
         except BaseException:
@@ -333,6 +343,7 @@ class DeliveryAgent:
         self, conn: Connection, env: Envelope, plan: Plan, now: datetime, tx: Tx
     ) -> None:
         quota_store.charge_tx(tx, plan.sizes)
+        publish.record_tx(tx, self.node, self._copies(plan), now)
         if plan.spooled is not None:
             self.spool.record_tx(tx, plan.spooled, env.mail_from, plan.forwards, now)
         entries = [
@@ -349,6 +360,7 @@ class DeliveryAgent:
     ) -> None:
         """Undo a record whose copies could not be written: refund, and say so in the log."""
         quota_store.charge_tx(tx, {mailbox: -size for mailbox, size in plan.sizes.items()})
+        publish.forget_tx(tx, [copy.name for copy in self._copies(plan)])
         entries = [
             _entry(conn, env.mail_from, item.recipient, defer_for_storage(item.decision),
                    "defer", now, reply=replies.STORAGE_UNAVAILABLE, queue_id=plan.queue_id,
@@ -356,6 +368,10 @@ class DeliveryAgent:
             for item in env.accepted
         ]  # fmt: skip
         chain.append_rows(tx, chain.ROUTING, entries)
+
+    def _copies(self, plan: Plan) -> list[publish.Copy]:
+        return [publish.Copy(str(path.relative_to(self.mail_root)), name)
+                for _mailbox_id, path, _copy, name in plan.copies]  # fmt: skip
 
     def _abandon(self, plan: Plan) -> None:
         maildir.discard(plan.staged)

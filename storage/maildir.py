@@ -4,8 +4,9 @@ Layout: ``<root>/<domain>/<local>/{cur,new,tmp}`` for INBOX and
 ``.<Folder>/{cur,new,tmp}`` beside them for folders (Maildir++ puts
 sub-folders at the top level, separated by dots). A file is written to
 ``tmp/``, fsynced, then renamed into ``new/`` and the directory fsynced, so a
-crash leaves either nothing visible or a complete message; only then does the
-SMTP server answer 250. File names follow the Maildir++ convention
+crash leaves either nothing visible or a complete message. (The SMTP
+delivery path fsyncs ``new/`` in the background and keeps a record of what
+it renamed until then: ``storage.publish``.) File names follow the Maildir++ convention
 ``<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`` so other tools read the size
 without a stat, and flags live in the ``:2,`` suffix in ``cur/``.
 
@@ -56,19 +57,13 @@ class Maildir:
             return self
         return Maildir(self.path / ("." + name.replace("/", ".")))
 
-    def stage(self, data: bytes) -> StagedMessage:
-        """Write a message into ``tmp/`` and fsync it."""
+    def stage(self, data: bytes, name: str | None = None) -> StagedMessage:
+        """Write a message into ``tmp/`` and fsync it, under ``name`` if given
+        (made by ``unique_name`` for these bytes)."""
         if self.path not in _ensured:
             self.ensure()
         size = len(data)
-        now = time.time()
-        secs, usec = int(now), int((now % 1) * 1_000_000)
-        # W= is the size with CRLF line endings, what IMAP reports as RFC822.SIZE
-        # (the Dovecot convention), so the index never has to read the file for it.
-        wire = crlf_size(data)
-        # Microseconds zero-padded: names then sort in delivery order, which is
-        # the order the index gives new messages their UIDs in.
-        base = f"{secs}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size},W={wire}"
+        base = name or unique_name(data)
         tmp_path = self.path / "tmp" / base
         try:
             fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -91,18 +86,43 @@ class Maildir:
         )
 
 
+def unique_name(data: bytes) -> str:
+    """A Maildir file name for these bytes, unique on this host."""
+    now = time.time()
+    secs, usec = int(now), int((now % 1) * 1_000_000)
+    # W= is the size with CRLF line endings, what IMAP reports as RFC822.SIZE
+    # (the Dovecot convention), so the index never has to read the file for it.
+    # Microseconds zero-padded: names then sort in delivery order, which is
+    # the order the index gives new messages their UIDs in.
+    return (f"{secs}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{_HOST},"
+            f"S={len(data)},W={crlf_size(data)}")  # fmt: skip
+
+
+def size_in_name(name: str) -> int | None:
+    """The S= size a file name promises, if it has one."""
+    for field in name.split(":", 1)[0].split(",")[1:]:
+        if field.startswith("S=") and field[2:].isdigit():
+            return int(field[2:])
+    return None
+
+
 def crlf_size(data: bytes) -> int:
     return len(data) + data.count(b"\n") - data.count(b"\r\n")
 
 
 def commit(staged: list[StagedMessage]) -> None:
     """Make staged messages visible: rename into ``new/`` and fsync each directory once."""
+    for directory in publish(staged):
+        fsync_dir(directory)
+
+
+def publish(staged: list[StagedMessage]) -> set[Path]:
+    """Rename staged messages into ``new/``; the directories still to fsync for durability."""
     dirs: set[Path] = set()
     for msg in staged:
         os.rename(msg.tmp_path, msg.new_path)
         dirs.add(msg.new_path.parent)
-    for directory in dirs:
-        fsync_dir(directory)
+    return dirs
 
 
 def discard(staged: list[StagedMessage]) -> None:

@@ -347,3 +347,19 @@ class MailSummary(Base):
     folder_id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UnpublishedCopy(Base):
+    """A delivered copy on record whose rename into ``new/`` may not be durable yet.
+
+    Inserted in the delivery's own transaction, deleted once the copy's
+    directory has been fsynced (``storage.publish``). After a crash the rows
+    of this node say which files in ``tmp/`` were promised to a client and
+    must still be published.
+    """
+
+    __tablename__ = "unpublished_copy"
+    name: Mapped[str] = mapped_column(primary_key=True)  # the Maildir file name: unique
+    node: Mapped[str] = mapped_column(String(64), index=True)
+    maildir: Mapped[str] = mapped_column(String(1024))  # relative to the mail root
+    at: Mapped[datetime]

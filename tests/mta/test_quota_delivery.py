@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select
 
 from admin.services import directory as d
-from storage.models import Client, Domain, Mailbox, Organization, RoutingEntry
+from storage.models import Client, Domain, Mailbox, Organization, RoutingEntry, UnpublishedCopy
 
 BODY = b"Subject: load\r\n\r\n" + (b"x" * 98 + b"\r\n") * 20
 
@@ -145,5 +145,7 @@ async def test_copy_that_cannot_be_written_is_withdrawn(any_world) -> None:
     assert rows[-1].reply.startswith("451")
     # Both were logged under the same queue id: what was recorded, then taken back.
     assert decisions[-2][0] == "deliver" and rows[-2].queue_id == rows[-1].queue_id
+    with world.db.session() as s:  # nothing is left for recovery to publish at the next start
+        assert s.scalars(select(UnpublishedCopy)).all() == []
     blocked.unlink()
     assert await asyncio.to_thread(send) == 250

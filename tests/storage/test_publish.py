@@ -1,0 +1,119 @@
+"""Copies renamed into new/ without an fsync per message: rows, background sync, recovery."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+
+from admin.config import DNSOptions, Listen, Settings, SMTPLimits
+from admin.runtime import running
+from storage.db import Database
+from storage.maildir import Maildir, unique_name
+from storage.models import UnpublishedCopy
+from storage.publish import node_id, recover
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+BODY = b"Subject: recovered\n\nstill here\n"
+
+
+def _row(db: Database, name: str, maildir: str, node: str) -> None:
+    with db.session() as s:
+        s.execute(insert(UnpublishedCopy).values(name=name, node=node, maildir=maildir, at=NOW))
+
+
+def _rows(db: Database) -> list[tuple[str, str]]:
+    with db.session() as s:
+        return [tuple(r) for r in s.execute(select(UnpublishedCopy.name, UnpublishedCopy.node))]
+
+
+def test_recover_publishes_complete_copies_and_removes_torn_ones(
+    db: Database, tmp_path: Path
+) -> None:
+    """Ensure a crash's leftovers end up published, or removed when never fully written."""
+    root = tmp_path / "mail"
+    box = Maildir(root / "acme.test" / "alice")
+    complete = box.stage(BODY)  # on record, fsynced in tmp/, rename lost
+    _row(db, complete.tmp_path.name, "acme.test/alice", "node-a")
+    torn_name = unique_name(BODY)  # on record, the write cut short by the crash
+    (box.path / "tmp" / torn_name).write_bytes(BODY[:7])
+    _row(db, torn_name, "acme.test/alice", "node-a")
+    done = box.stage(BODY)  # renamed and durable, its row not yet forgotten
+    done.tmp_path.rename(done.new_path)
+    _row(db, done.new_path.name, "acme.test/alice", "node-a")
+    _row(db, unique_name(BODY), "acme.test/alice", "node-a")  # since expunged by a client
+    theirs = box.stage(BODY)  # another node's delivery in flight: not ours to touch
+    _row(db, theirs.tmp_path.name, "acme.test/alice", "node-b")
+
+    report = recover(db, root, "node-a")
+
+    assert (report.published, report.already, report.absent, report.incomplete) == (1, 1, 1, 1)
+    assert complete.new_path.read_bytes() == BODY
+    assert not complete.tmp_path.exists()
+    assert not (box.path / "tmp" / torn_name).exists()
+    assert not (box.path / "new" / torn_name).exists()
+    assert theirs.tmp_path.exists()
+    assert _rows(db) == [(theirs.tmp_path.name, "node-b")]
+    assert recover(db, root, "node-a").published == 0  # nothing left to do
+
+
+def test_node_id_is_made_once(tmp_path: Path) -> None:
+    first = node_id(tmp_path)
+    assert len(first) == 16
+    assert node_id(tmp_path) == first
+
+
+async def test_delivery_forgets_its_rows_once_new_is_synced(tmp_path: Path, db: Database) -> None:
+    """Ensure a 250 leaves the copy in new/ and its row is deleted by the background sync."""
+    from tests.mta.conftest import seed
+
+    seed(db, NOW)
+    settings = Settings(
+        data_dir=tmp_path, smtp=SMTPLimits(verify_senders=False),
+        listen=Listen(smtp_port=0, submission_port=0, submissions_port=0, imap_port=0,
+                      imaps_port=0, admin_port=0),
+        dns=DNSOptions(nameservers=["127.0.0.1"], port=9),
+    )  # fmt: skip
+    async with running(settings, db=db) as stack:
+        import asyncio
+
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", stack.port("smtp"), timeout=10) as client:
+                client.sendmail("s@remote.example", ["alice@acme.test", "bob@acme.test"], BODY)
+
+        await asyncio.to_thread(send)
+        for name in ("alice", "bob"):
+            assert len(list((settings.mail_root / "acme.test" / name / "new").iterdir())) == 1
+        deadline = time.monotonic() + 10
+        while _count(db) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert _count(db) == 0
+
+
+async def test_running_publishes_what_a_crash_left_before_serving(
+    tmp_path: Path, db: Database
+) -> None:
+    """Ensure the stack finishes a recorded delivery at start, before any client sees the box."""
+    from tests.mta.conftest import seed
+
+    seed(db, NOW)
+    box = Maildir(tmp_path / "mail" / "acme.test" / "alice")
+    staged = box.stage(BODY)
+    _row(db, staged.tmp_path.name, "acme.test/alice", node_id(tmp_path))
+    settings = Settings(
+        data_dir=tmp_path, smtp=SMTPLimits(verify_senders=False),
+        listen=Listen(smtp_port=0, submission_port=0, submissions_port=0, imap_port=0,
+                      imaps_port=0, admin_port=0),
+        dns=DNSOptions(nameservers=["127.0.0.1"], port=9),
+    )  # fmt: skip
+    async with running(settings, db=db):
+        assert staged.new_path.read_bytes() == BODY
+        assert _count(db) == 0
+
+
+def _count(db: Database) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(UnpublishedCopy)) or 0)
