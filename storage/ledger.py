@@ -13,8 +13,7 @@ executed straight on the driver's cursor.
 ``Tx`` is one transaction of the group committer: the raw cursor for these
 statements, the hash-chain tails the transaction appends to (written in one
 multi-row INSERT just before COMMIT, see ``storage.chain``), savepoints for
-units that may fail alone, and, for the rare ORM read (a recipient not yet in
-the facts cache), a Session joined to the same connection.
+units that may fail alone; reads go through ``rows`` and ``scalar``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
-from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
 _Processor = Callable[[Any], Any] | None
@@ -33,7 +31,7 @@ _Processor = Callable[[Any], Any] | None
 class _Compiled:
     """One statement's SQL for one dialect, with how to turn named values into driver params."""
 
-    __slots__ = ("literals", "names", "positional", "processors", "sql")
+    __slots__ = ("literals", "names", "positional", "processors", "results", "sql")
 
     def __init__(self, clause: ClauseElement, dialect: Dialect, column_keys: list[str] | None):
         compiled = clause.compile(dialect=dialect, column_keys=column_keys)
@@ -52,6 +50,18 @@ class _Compiled:
             for name, bind in by_name.items()
             if bind.value is not None or bind.callable is not None
         }
+        # A SELECT's columns as the driver returns them → Python values (SQLite
+        # keeps datetimes as text; ``UTCDateTime`` adds the zone), or None
+        # where the driver's value is already right.
+        columns = getattr(clause, "selected_columns", ())
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for c in columns]  # fmt: skip
+        self.results: list[_Processor] | None = processors if any(processors) else None
+
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        if self.results is None:
+            return tuple(raw)
+        return tuple(p(v) if p is not None else v for p, v in zip(self.results, raw, strict=True))
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         out: dict[str, Any] = {}
@@ -95,7 +105,6 @@ class Tx:
         assert driver is not None
         self.cursor = driver.cursor()
         self.tails: dict[str, Any] = {}  # chain name → storage.chain.Tail
-        self._session: Session | None = None
         self._savepoints = 0
         self._memo: dict[str, Any] = {}
 
@@ -109,6 +118,14 @@ class Tx:
             compiled = statement.compiled(self.dialect)
             self.cursor.executemany(compiled.sql, [compiled.params(r) for r in rows])
 
+    def rows(
+        self, statement: Statement, values: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Every row of a SELECT, its values converted as SQLAlchemy would."""
+        compiled = statement.compiled(self.dialect)
+        self.cursor.execute(compiled.sql, compiled.params(values or {}))
+        return [compiled.row(raw) for raw in self.cursor.fetchall()]
+
     def scalar(self, statement: Statement, values: Mapping[str, Any] | None = None) -> Any:
         row = self.execute(statement, values).fetchone()
         return None if row is None else row[0]
@@ -118,16 +135,6 @@ class Tx:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
-
-    def session(self) -> Session:
-        """An ORM Session inside this transaction, for reads only.
-
-        Writes must go through ``execute`` or ``storage.chain.append_rows``:
-        the Session is never committed, so its own flush hooks never run.
-        """
-        if self._session is None:
-            self._session = Session(bind=self.conn, autoflush=False, expire_on_commit=False)
-        return self._session
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -148,6 +155,4 @@ class Tx:
         self.cursor.execute(f"RELEASE SAVEPOINT {name}")
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
         self.cursor.close()
