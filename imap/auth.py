@@ -26,12 +26,11 @@ import hmac
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cache
 
 from sqlalchemy import bindparam, select
 
@@ -40,14 +39,14 @@ from imap.workers import Workers
 from policy.addresses import Address, AddressError
 from policy.routing import DomainState, MailboxState
 from storage.db import Database
+from storage.failure_window import FailureWindow
 from storage.identity import is_temporary_credential
 from storage.models import AppPassword, Domain, Mailbox
-from storage.secrets import hash_password, verify_password
+from storage.secrets import dummy_hash, verify_password
 
 SCOPE = "imap"
 # RFC 5321 §4.5.3.1.3 path limit: longer "user names" are not addresses.
 MAX_USERNAME = 256
-MAX_TRACKED_KEYS = 100_000  # bounds the failure table under a spraying attack
 # argon2id takes about 64 ms of one core and 19 MiB here (storage/secrets.py):
 # verifications run in threads of their own, so that a burst of logins (every
 # client after a restart) never queues storage work, and two at a time, one per
@@ -100,43 +99,6 @@ class _Account:
     app_passwords: tuple[tuple[int, str], ...]  # usable (id, hash) pairs
 
 
-@cache
-def _dummy_hash() -> str:
-    # Unknown users are checked against this so they cost the same time.
-    return hash_password(secrets.token_urlsafe(16))
-
-
-class FailureCounter:
-    """Timestamps of recent failures per key, in a sliding window."""
-
-    def __init__(self, window: float, clock: Callable[[], float]) -> None:
-        self.window = window
-        self.clock = clock
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def count(self, key: str) -> int:
-        stamps = self._seen.get(key)
-        if stamps is None:
-            return 0
-        horizon = self.clock() - self.window
-        while stamps and stamps[0] <= horizon:
-            stamps.popleft()
-        if not stamps:
-            del self._seen[key]
-            return 0
-        return len(stamps)
-
-    def add(self, key: str) -> None:
-        stamps = self._seen.setdefault(key, deque())
-        stamps.append(self.clock())
-        self._seen.move_to_end(key)
-        while len(self._seen) > MAX_TRACKED_KEYS:
-            self._seen.popitem(last=False)
-
-    def clear(self, key: str) -> None:
-        self._seen.pop(key, None)
-
-
 class Authenticator:
     """Verifies IMAP credentials against the directory; one per server process."""
 
@@ -154,8 +116,8 @@ class Authenticator:
         self._secret = secret or secrets.token_bytes(32)
         self._clock = clock
         self._now = now
-        self._accounts = FailureCounter(self.limits.window_seconds, clock)
-        self._addresses = FailureCounter(self.limits.window_seconds, clock)
+        self._accounts = FailureWindow(self.limits.window_seconds, clock)
+        self._addresses = FailureWindow(self.limits.window_seconds, clock)
         self._verified: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()  # the cache is used from worker threads
 
@@ -182,7 +144,7 @@ class Authenticator:
     def _check(self, username: str, password: str) -> LoginOutcome:
         account = self._load(username) if len(username) <= MAX_USERNAME else None
         if account is None:
-            verify_password(_dummy_hash(), password)
+            verify_password(dummy_hash(), password)
             return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
         credential = self._verify(account, username, password)
         if credential is None:

@@ -17,14 +17,11 @@ failure is answered after a pause.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cache
 
 from sqlalchemy import select
 
@@ -33,13 +30,13 @@ from policy.replies import SMTPReply
 from policy.routing import DomainState, MailboxState
 from storage.db import Database
 from storage.directory import find_mailbox
+from storage.failure_window import FailureWindow
 from storage.models import AppPassword, Domain
-from storage.secrets import hash_password, verify_password
+from storage.secrets import dummy_hash, verify_password
 
 SCOPE = "smtp"
 # RFC 5321 §4.5.3.1.3: a path is at most 256 octets; longer names are not addresses.
 MAX_USERNAME = 256
-MAX_TRACKED_KEYS = 100_000  # bounds the failure tables under a spraying attack
 
 # RFC 4954 §6 replies.
 AUTH_OK = SMTPReply(235, "2.7.0", "Authentication successful")
@@ -87,40 +84,6 @@ class AuthOutcome:
             AuthRefusal.RATE_LIMITED: AUTH_RATE_LIMITED,
             AuthRefusal.UNAVAILABLE: AUTH_UNAVAILABLE,
         }[self.refusal]
-
-
-@cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_urlsafe(16))
-
-
-class FailureWindow:
-    """Timestamps of recent failures per key, in a sliding window."""
-
-    def __init__(self, window: float, clock: Callable[[], float]) -> None:
-        self.window = window
-        self.clock = clock
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def count(self, key: str) -> int:
-        stamps = self._seen.get(key)
-        if stamps is None:
-            return 0
-        horizon = self.clock() - self.window
-        while stamps and stamps[0] <= horizon:
-            stamps.popleft()
-        if not stamps:
-            del self._seen[key]
-        return len(stamps)
-
-    def add(self, key: str) -> None:
-        self._seen.setdefault(key, deque()).append(self.clock())
-        self._seen.move_to_end(key)
-        while len(self._seen) > MAX_TRACKED_KEYS:
-            self._seen.popitem(last=False)
-
-    def clear(self, key: str) -> None:
-        self._seen.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +139,7 @@ class SMTPAuthenticator:
     def _check(self, username: str, password: str) -> AuthOutcome:
         account = self._load(username) if len(username) <= MAX_USERNAME else None
         if account is None or not account.hashes:
-            verify_password(_dummy_hash(), password)
+            verify_password(dummy_hash(), password)
             return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
         for label, stored in account.hashes:
             if verify_password(stored, password):

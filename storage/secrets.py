@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,6 +27,13 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+@cache
+def dummy_hash() -> str:
+    """A hash of nothing anyone knows: unknown users are checked against it, so a
+    guesser cannot tell them from known ones by the time an answer takes."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

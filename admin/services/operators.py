@@ -15,7 +15,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -46,7 +45,7 @@ from policy.identity import (
 from storage import audit
 from storage.models import ApiToken, Operator, Person
 from storage.models_identity import OperatorSession, OperatorSetupLink, OperatorTOTP
-from storage.secrets import hash_password, new_token, token_digest, verify_password
+from storage.secrets import dummy_hash, hash_password, new_token, token_digest, verify_password
 
 OPERATOR_SESSION_HOURS = 12
 MAX_API_TOKEN_DAYS = 365
@@ -72,11 +71,6 @@ class IssuedSetupLink:
 class NewApiToken:
     row: ApiToken
     token: str  # shown once to the operator who owns it
-
-
-@cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_urlsafe(16))
 
 
 def _org_of(session: Session, operator: Operator) -> int:
@@ -282,7 +276,7 @@ def login(
         select(Operator).where(Operator.username == username.strip().lower())
     ).first()
     if operator is None or not operator.active or not operator.password_hash:
-        verify_password(_dummy_hash(), password)
+        verify_password(dummy_hash(), password)
         raise ServiceError(BAD_LOGIN)
     if not verify_password(operator.password_hash, password):
         raise ServiceError(BAD_LOGIN)

@@ -12,10 +12,8 @@ unknown address costs one argon2 verification like a known one.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -36,7 +34,7 @@ from storage import audit
 from storage.directory import find_mailbox
 from storage.models import Domain, Mailbox
 from storage.models_identity import MailboxSession, ResetRequest
-from storage.secrets import hash_password, new_token, token_digest, verify_password
+from storage.secrets import dummy_hash, hash_password, new_token, token_digest, verify_password
 
 MAILBOX_SESSION_HOURS = 8
 BAD_PROOF = "The address, recovery code or password is not right."
@@ -62,11 +60,6 @@ class SelfReset:
 class OpenedSession:
     row: MailboxSession
     token: str  # goes into the cookie only
-
-
-@cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_urlsafe(16))
 
 
 def usable_mailbox(session: Session, address: str) -> Mailbox | None:
@@ -105,7 +98,7 @@ def login(
 ) -> OpenedSession:
     mailbox = usable_mailbox(session, address)
     if mailbox is None or not mailbox.password_hash:
-        verify_password(_dummy_hash(), password)
+        verify_password(dummy_hash(), password)
         raise ProofRefused(BAD_LOGIN)
     if not verify_password(mailbox.password_hash, password):
         raise ProofRefused(BAD_LOGIN)
@@ -188,7 +181,7 @@ def self_service_reset(
         raise ServiceError("give either a recovery code or the current password")
     mailbox = usable_mailbox(session, address)
     if mailbox is None:
-        verify_password(_dummy_hash(), recovery_code or current_password or "")
+        verify_password(dummy_hash(), recovery_code or current_password or "")
         raise ProofRefused(BAD_PROOF)
     addr = address_of(mailbox)
     # The new password is checked before the proof is spent: a refused

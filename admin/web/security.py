@@ -18,13 +18,13 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from storage.failure_window import FailureWindow
 from storage.secrets import new_token, tokens_equal
 
 CSRF_COOKIE = "mw_csrf"
@@ -32,7 +32,6 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 USER_COOKIE = "mw_session"
 OPERATOR_COOKIE = "mw_operator"
-MAX_TRACKED_KEYS = 100_000
 
 SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
@@ -125,30 +124,16 @@ class Throttle:
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
         self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._failures = FailureWindow(window, clock)
 
     def blocked(self, key: str) -> bool:
-        stamps = self._seen.get(key)
-        if not stamps:
-            return False
-        horizon = self.clock() - self.window
-        while stamps and stamps[0] <= horizon:
-            stamps.popleft()
-        if not stamps:
-            del self._seen[key]
-            return False
-        return len(stamps) >= self.limit
+        return self._failures.count(key) >= self.limit
 
     def fail(self, key: str) -> None:
-        self._seen.setdefault(key, deque()).append(self.clock())
-        self._seen.move_to_end(key)
-        while len(self._seen) > MAX_TRACKED_KEYS:
-            self._seen.popitem(last=False)
+        self._failures.add(key)
 
     def clear(self, key: str) -> None:
-        self._seen.pop(key, None)
+        self._failures.clear(key)
 
 
 def client_ip(request: Request) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from admin.config import DNSOptions, Listen, Settings, SMTPLimits
+from admin.config import Settings
 from admin.runtime import running
 from storage.db import Database
 from storage.maildir import Maildir, unique_name
@@ -71,12 +71,7 @@ async def test_delivery_forgets_its_rows_once_new_is_synced(tmp_path: Path, db: 
     from tests.mta.conftest import seed
 
     seed(db, NOW)
-    settings = Settings(
-        data_dir=tmp_path, smtp=SMTPLimits(verify_senders=False),
-        listen=Listen(smtp_port=0, submission_port=0, submissions_port=0, imap_port=0,
-                      imaps_port=0, admin_port=0),
-        dns=DNSOptions(nameservers=["127.0.0.1"], port=9),
-    )  # fmt: skip
+    settings = _settings(tmp_path)
     async with running(settings, db=db) as stack:
         import asyncio
 
@@ -103,15 +98,17 @@ async def test_running_publishes_what_a_crash_left_before_serving(
     box = Maildir(tmp_path / "mail" / "acme.test" / "alice")
     staged = box.stage(BODY)
     _row(db, staged.tmp_path.name, "acme.test/alice", node_id(tmp_path))
-    settings = Settings(
-        data_dir=tmp_path, smtp=SMTPLimits(verify_senders=False),
-        listen=Listen(smtp_port=0, submission_port=0, submissions_port=0, imap_port=0,
-                      imaps_port=0, admin_port=0),
-        dns=DNSOptions(nameservers=["127.0.0.1"], port=9),
-    )  # fmt: skip
+    settings = _settings(tmp_path)
     async with running(settings, db=db):
         assert staged.new_path.read_bytes() == BODY
         assert _count(db) == 0
+
+
+def _settings(data: Path) -> Settings:
+    """The stack on loopback port 0, no DNS traffic."""
+    from tests.mta.conftest import TEST_DNS, TEST_LISTEN, TEST_SMTP
+
+    return Settings(data_dir=data, smtp=TEST_SMTP, listen=TEST_LISTEN, dns=TEST_DNS)
 
 
 def _count(db: Database) -> int:
