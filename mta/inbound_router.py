@@ -17,10 +17,10 @@ limits)``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy import select
 
@@ -29,6 +29,7 @@ from mta.dmarc import org_domain
 from mta.inbound_auth import AuthVerdict, InboundAuthenticator, refusal, strip_forged
 from mta.relay import decide_outside_directory, log_decisions
 from mta.srs import SRS
+from mta.threads import blocking
 from policy import replies
 from policy.addresses import Address
 from policy.replies import SMTPReply
@@ -73,11 +74,11 @@ class InboundRouter:
         if checker is None or conn.authenticated:
             return await self.agent.deliver(conn, env, data)
         try:
-            verdict = await asyncio.to_thread(
+            verdict = await blocking.run(partial(
                 checker.check, client_ip=conn.client_ip, helo=conn.helo,
                 mail_from=env.mail_from, data=data,
-            )  # fmt: skip
-            from_hosted, enforce = await asyncio.to_thread(self._facts, verdict, env)
+            ))  # fmt: skip
+            from_hosted, enforce = await blocking.run(self._facts, verdict, env)
         except StorageUnavailable:
             return replies.STORAGE_UNAVAILABLE
         step = TraceStep("auth", verdict.summary, Reason.AUTH_CHECKED)

@@ -15,13 +15,13 @@ routing-log entry of its own before the SMTP reply, like every decision:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
 
 from mta.delivery import Connection, DeliveryAgent, Envelope, _entry
 from mta.srs import SRS, SRSError, is_srs
+from mta.threads import blocking
 from policy import replies
 from policy.addresses import Address, AddressError
 from policy.routing import Reason, RouteAction, RoutingDecision, TraceStep
@@ -89,7 +89,7 @@ async def decide_outside_directory(
     now = agent.clock()
     decision = srs_decision(srs, recipient, now) if srs is not None else None
     if decision is None and authenticated:
-        hosted = await asyncio.to_thread(_hosted, agent, recipient.domain)
+        hosted = await blocking.run(_hosted, agent, recipient.domain)
         if not hosted:
             decision = relay_decision(recipient)
     if decision is None:

@@ -45,6 +45,7 @@ from mta.inbound import NON_ASCII_REFUSED, InboundSMTP, with_pipelining
 from mta.message import header_block
 from mta.relay import decide_outside_directory
 from mta.smtp_auth import AuthLimits, Principal, SMTPAuthenticator
+from mta.threads import blocking
 from policy import replies
 from policy.addresses import Address, AddressError
 from policy.sending import SenderFacts, may_send_as, may_send_from
@@ -232,7 +233,7 @@ class SubmissionHandler:
             # The null sender is nobody's address either (RFC 6409 §6.1).
             return str(replies.SENDER_NOT_ALLOWED if address in ("<>", "") else
                        replies.BAD_ADDRESS)  # fmt: skip
-        facts = await asyncio.to_thread(self._facts, principal.mailbox_id)
+        facts = await blocking.run(self._facts, principal.mailbox_id)
         if facts is None:
             return str(replies.ACCOUNT_DISABLED)
         decision = may_send_as(facts, sender, self._now())
@@ -302,7 +303,7 @@ class SubmissionHandler:
         self.idle.clear()
         try:
             assert senders is not None
-            prepared = await asyncio.to_thread(self._prepare, content, senders[0].domain)
+            prepared = await blocking.run(self._prepare, content, senders[0].domain)
             reply = await self.agent.deliver(_conn(session, principal), txn.env, prepared)
         except Exception:
             log.exception("DATA failed")
