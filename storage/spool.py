@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import random
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,9 +23,19 @@ from storage.ledger import Statement, Tx
 from storage.maildir import fsync_dir
 from storage.models import OutboundMessage
 
+# Queue ids name spool files and appear in replies and trace headers: they
+# must be unique, not secret. A generator seeded from the system's randomness
+# once per process (and again in a forked child, or two SMTP workers would
+# repeat each other) gives 64 random bits without a getrandom(2) call per
+# message: on the event loop each such call handed the interpreter lock to a
+# waiting thread, and taking it back cost far more than the call (7 % of the
+# loop's time at 10 connections).
+_ids = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(16)))
+
 
 def new_queue_id() -> str:
-    return secrets.token_hex(8).upper()
+    return f"{_ids.getrandbits(64):016X}"
 
 
 _COLUMNS = [c.key for c in OutboundMessage.__table__.columns if c.key != "id"]

@@ -54,3 +54,34 @@ def test_outcomes_retry_only_temporary(db, now) -> None:
         outbound.remove(s, row)
     with db.session() as s:
         assert outbound.find(s, "Q1") is None
+
+
+def test_queue_ids_are_unique_and_differ_in_a_forked_child() -> None:
+    """Ensure queue ids never repeat in a process, nor between a parent and its fork."""
+    import subprocess
+    import sys
+
+    from storage.spool import new_queue_id
+
+    ids = {new_queue_id() for _ in range(100_000)}
+    assert len(ids) == 100_000
+    assert all(len(i) == 16 and i == i.upper() for i in list(ids)[:100])
+    # Forked in a fresh interpreter of its own: this test process has threads.
+    code = """
+import os
+from storage.spool import new_queue_id
+new_queue_id()
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write_end, " ".join(new_queue_id() for _ in range(50)).encode())
+    os._exit(0)
+os.close(write_end)
+child = set(os.read(read_end, 65536).decode().split())
+os.waitpid(pid, 0)
+mine = {new_queue_id() for _ in range(50)}
+print(len(child), len(child & mine))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)  # fmt: skip
+    assert done.stdout.split() == ["50", "0"]
