@@ -113,16 +113,20 @@ class Publisher:
     def sync(self) -> None:
         with self._lock:
             renamed, self._renamed = self._renamed, []
-        if not renamed:
-            return
-        try:
-            for directory in {msg.new_path.parent for msg in renamed}:
+        synced: set[Path] = set()
+        for directory in {msg.new_path.parent for msg in renamed}:
+            try:
                 fsync_dir(directory)
-        except OSError:
-            # The rows stay: the next start publishes whatever is not in new/.
-            log.exception("fsync of a Maildir failed; recovery at the next start will check")
+            except OSError:
+                # Its rows stay: the next start checks those copies. (A Maildir
+                # removed since, with its mailbox, is the usual cause.)
+                log.warning("could not fsync %s; recovery at the next start will check",
+                            directory, exc_info=True)  # fmt: skip
+                continue
+            synced.add(directory)
+        names = [msg.new_path.name for msg in renamed if msg.new_path.parent in synced]
+        if not names:
             return
-        names = [msg.new_path.name for msg in renamed]
         try:
             self.committer.submit(partial(forget_tx, names=names), isolated=False).result()
         except StorageUnavailable:

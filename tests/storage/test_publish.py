@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 import time
 from datetime import UTC, datetime
@@ -114,3 +115,29 @@ def _settings(data: Path) -> Settings:
 def _count(db: Database) -> int:
     with db.session() as s:
         return int(s.scalar(select(func.count()).select_from(UnpublishedCopy)) or 0)
+
+
+def test_publisher_forgets_synced_copies_and_keeps_the_rest(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    """Ensure a Maildir that cannot be fsynced (removed with its mailbox) keeps only its own
+    rows for recovery, while the other directories' rows are forgotten."""
+    from storage.committer import GroupCommitter
+    from storage.publish import Publisher
+
+    root = tmp_path / "mail"
+    kept, gone = Maildir(root / "acme.test" / "alice"), Maildir(root / "acme.test" / "bob")
+    staged = [kept.stage(BODY), gone.stage(BODY)]
+    for msg, box in zip(staged, ("acme.test/alice", "acme.test/bob"), strict=True):
+        _row(sqlite_db, msg.tmp_path.name, box, "node-a")
+        msg.tmp_path.rename(msg.new_path)
+    shutil.rmtree(gone.path)
+    committer = GroupCommitter(sqlite_db)
+    publisher = Publisher(committer, interval=3600)  # synced by hand below
+    try:
+        publisher.renamed(staged)
+        publisher.sync()
+        assert _rows(sqlite_db) == [(staged[1].new_path.name, "node-a")]
+    finally:
+        publisher.close()
+        committer.close()
