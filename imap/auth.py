@@ -59,6 +59,11 @@ _ACCOUNT = (
     .join(Domain, Mailbox.domain_id == Domain.id)
     .where(Domain.name == bindparam("domain"), Mailbox.local_part == bindparam("local"))
 )
+_ACCOUNT_BY_ID = (
+    select(Mailbox.state, Mailbox.password_hash, Domain.state)
+    .join(Domain, Mailbox.domain_id == Domain.id)
+    .where(Mailbox.id == bindparam("mailbox_id"))
+)
 _APP_PASSWORDS = select(
     AppPassword.id, AppPassword.password_hash, AppPassword.scopes, AppPassword.expires_at
 ).where(AppPassword.mailbox_id == bindparam("mailbox_id"), AppPassword.revoked_at.is_(None))
@@ -76,6 +81,9 @@ class Principal:
     mailbox_id: int
     address: str
     credential: str  # "password" or "app-password:<id>"
+    # A keyed digest of the stored hash the login verified against: a
+    # password change or reset replaces that hash (``still_valid``).
+    stamp: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +154,45 @@ class Authenticator:
         if account is None:
             verify_password(dummy_hash(), password)
             return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
-        credential = self._verify(account, username, password)
-        if credential is None:
+        verified = self._verify(account, username, password)
+        if verified is None:
             if not account.password_hash and self._temporary(account.mailbox_id, password):
                 return LoginOutcome(None, LoginRefusal.TEMPORARY_ONLY)
             return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
         if not account.active:
             return LoginOutcome(None, LoginRefusal.DISABLED)
-        return LoginOutcome(Principal(account.mailbox_id, account.address, credential))
+        credential, stored = verified
+        return LoginOutcome(Principal(account.mailbox_id, account.address, credential,
+                                      self._stamp(stored)))  # fmt: skip
+
+    def still_valid(self, principal: Principal) -> bool:
+        """Whether a logged-in session may go on (blocking: a worker thread).
+
+        No longer once the mailbox or its domain is suspended, the password it
+        logged in with was changed or reset, or its app password was revoked
+        or expired: the session is then ended, as a new login would fail.
+        """
+        now = self._now()
+        with self.db.reader() as session:
+            conn = session.connection()
+            row = conn.execute(_ACCOUNT_BY_ID, {"mailbox_id": principal.mailbox_id}).first()
+            if row is None:
+                return False
+            state, password_hash, domain_state = row
+            apps = conn.execute(_APP_PASSWORDS, {"mailbox_id": principal.mailbox_id}).all()
+        if state != MailboxState.ACTIVE or domain_state == DomainState.SUSPENDED:
+            return False
+        if principal.credential == "password":
+            stored = password_hash
+        else:
+            stored = next((hashed for app_id, hashed, scopes, expires_at in apps
+                           if principal.credential == f"app-password:{app_id}"
+                           and SCOPE in {s.strip() for s in scopes.split(",")}
+                           and (expires_at is None or expires_at > now)), None)  # fmt: skip
+        return stored is not None and hmac.compare_digest(self._stamp(stored), principal.stamp)
+
+    def _stamp(self, stored: str) -> bytes:
+        return hmac.new(self._secret, b"stamp\0" + stored.encode(), hashlib.sha256).digest()
 
     def _load(self, username: str) -> _Account | None:
         try:
@@ -183,8 +222,8 @@ class Authenticator:
         with self.db.reader() as session:
             return is_temporary_credential(session, mailbox_id, password, self._now())
 
-    def _verify(self, account: _Account, username: str, password: str) -> str | None:
-        """The credential label the password matches, or None."""
+    def _verify(self, account: _Account, username: str, password: str) -> tuple[str, str] | None:
+        """The credential label the password matches and its stored hash, or None."""
         candidates: list[tuple[str, str]] = []
         if account.password_hash:
             candidates.append(("password", account.password_hash))
@@ -194,11 +233,11 @@ class Authenticator:
         if cached is not None:
             for label, stored in candidates:
                 if hmac.compare_digest(stored, cached):
-                    return label
+                    return label, stored
         for label, stored in candidates:
             if verify_password(stored, password):
                 self._remember(key, stored)
-                return label
+                return label, stored
         return None
 
     # -- verification cache --------------------------------------------------

@@ -24,6 +24,7 @@ MAX_LITERAL_BEFORE_AUTH = 4096
 MAX_COMMAND_LITERAL = 1024 * 1024
 # FETCH renders this many messages per worker-thread call, then writes them.
 FETCH_BATCH = 64
+RECHECK_LOGIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class IMAPSettings:
     # only when this is set (a development stack, or a local proxy).
     allow_plaintext_on_loopback: bool = False
     fetch_batch: int = FETCH_BATCH
+    # How often a logged-in session checks that its login still holds (the
+    # password unchanged, the app password not revoked, the mailbox active).
+    recheck_login: float = RECHECK_LOGIN_SECONDS
 
 
 # Failed-login limits (RFC 3501 §11 leaves brute-force defence to servers;

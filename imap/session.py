@@ -45,7 +45,14 @@ from imap.ops.selected import SelectedFolder, closed_response
 from imap.proto import Command, IMAPError, ProtocolState
 from imap.proto.commands import FetchCommand, SearchCommand, StoreCommand
 from imap.proto.formatting import Atom
-from imap.proto.responses import ResponseCode, Status, format_code, tagged, untagged_status
+from imap.proto.responses import (
+    ResponseCode,
+    Status,
+    bye,
+    format_code,
+    tagged,
+    untagged_status,
+)
 from imap.workers import run_blocking, run_index
 from storage.db import StorageUnavailable
 from storage.folder_names import FolderNameError
@@ -136,6 +143,7 @@ class Session:
         self.tls_context = tls_context
         self.state = ProtocolState.NOT_AUTHENTICATED
         self.principal: Principal | None = None
+        self._login_recheck_at = 0.0
         self.selected: SelectedFolder | None = None
         self.condstore = False  # RFC 7162 §3.1: enabled by the first CONDSTORE command
         self.event: MailboxEvent | None = None
@@ -209,6 +217,7 @@ class Session:
     # -- dispatch ----------------------------------------------------------------
 
     async def dispatch(self, command: Command) -> None:
+        await self.recheck_login()
         if self.state not in command.states:
             text = f"{command.name} is not allowed {_STATE_NAMES[self.state]}"
             self.send(tagged(command.tag, Status.BAD, text))
@@ -230,6 +239,23 @@ class Session:
             assert self.tls_context is not None
             await self.conn.start_tls(self.tls_context)
 
+    async def recheck_login(self) -> None:
+        """End the session if its login no longer holds: the password was changed
+        or reset, the app password revoked, the mailbox or domain suspended.
+        Checked at most once per ``recheck_login`` seconds (a database read)."""
+        if self.principal is None or time.monotonic() < self._login_recheck_at:
+            return
+        self._login_recheck_at = time.monotonic() + self.ctx.settings.recheck_login
+        try:
+            valid = await run_blocking(self.ctx.authenticator.still_valid, self.principal)
+        except StorageUnavailable:
+            return  # the login stands until it can be checked
+        if not valid:
+            log.info("ending the session of %s: its login no longer holds",
+                     self.principal.address)  # fmt: skip
+            self.conn.abort(bye("Login no longer valid (password changed or access revoked)"))
+            raise ConnectionDone("login no longer valid")
+
     # -- state transitions ---------------------------------------------------------
 
     async def authenticated(self, principal: Principal) -> None:
@@ -238,6 +264,7 @@ class Session:
             await run_blocking(self.ctx.store.ensure_defaults, principal.mailbox_id)
             self.ctx.defaults_ensured.add(principal.mailbox_id)
         self.principal = principal
+        self._login_recheck_at = time.monotonic() + self.ctx.settings.recheck_login
         self.state = ProtocolState.AUTHENTICATED
         self.event = self.ctx.events.subscribe(principal.mailbox_id)
 

@@ -86,11 +86,12 @@ async def idle(session: Session, cmd: IdleCommand) -> Completion:
     try:
         next_poll = time.monotonic() + settings.poll_interval
         while True:
+            due = time.monotonic() >= next_poll
+            if due:
+                await session.recheck_login()
+                next_poll = time.monotonic() + settings.poll_interval
             if session.selected is not None:
-                due = time.monotonic() >= next_poll
                 await session.refresh(expunge=True, force=due)
-                if due:
-                    next_poll = time.monotonic() + settings.poll_interval
                 await session.flush()
             elif session.event is not None:
                 session.event.clear()  # nothing selected: nothing to report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import imaplib
 import ssl
@@ -279,3 +280,63 @@ async def test_shutdown_closes_connections(world: IMAPWorld, transcript) -> None
 def test_ssl_module_has_tls() -> None:
     """Ensure the interpreter can run the TLS tests at all."""
     assert ssl.HAS_TLSv1_2
+
+
+RECHECK = settings(recheck_login=0.2)
+
+
+@pytest.mark.parametrize("change", ["password reset", "app password revoked", "mailbox suspended"])
+async def test_a_session_ends_when_its_login_no_longer_holds(
+    tmp_path: Path, sqlite_db: Database, change: str
+) -> None:
+    """Ensure a logged-in session, also one in IDLE, is ended within the recheck interval
+    once its password changes, its app password is revoked or its mailbox is suspended."""
+    async with running_imap(tmp_path, sqlite_db, settings=RECHECK) as world:
+        box = world.mailbox_id(ALICE)
+        with world.db.session() as s:
+            s.add(AppPassword(mailbox_id=box, name="phone", password_hash=cheap_hash("phone-pw"),
+                              scopes="imap", created_at=world.now))  # fmt: skip
+        secret = "phone-pw" if change == "app password revoked" else PASSWORD
+        busy, idle = Transcript.open(world.port), Transcript.open(world.port)
+        busy, idle = await busy, await idle
+        try:
+            for t in (busy, idle):
+                await t.expect(b"* OK*")
+                await t.send(b'a LOGIN alice@acme.test "%s"' % secret.encode())
+                await t.expect(b"a OK*")
+            await idle.send(b"i IDLE")  # in the authenticated state: nothing selected
+            await idle.expect(b"+ *")
+            with world.db.session() as s:
+                mailbox = s.get(Mailbox, box)
+                assert mailbox is not None
+                if change == "password reset":
+                    mailbox.password_hash = cheap_hash("a new one")
+                elif change == "app password revoked":
+                    s.scalars(select(AppPassword)).one().revoked_at = world.now
+                else:
+                    mailbox.state = "suspended"
+            await asyncio.sleep(0.3)
+            await busy.send(b"n NOOP")
+            await busy.expect(b"* BYE Login no longer valid*")
+            assert await busy.closed()
+            await idle.expect(b"* BYE Login no longer valid*")
+            assert await idle.closed()
+        finally:
+            await busy.close()
+            await idle.close()
+
+
+async def test_a_session_goes_on_while_its_login_holds(tmp_path: Path, sqlite_db: Database) -> None:
+    """Ensure the recheck lets a session whose login is unchanged go on."""
+    async with running_imap(tmp_path, sqlite_db, settings=RECHECK) as world:
+        t = await Transcript.open(world.port)
+        try:
+            await t.expect(b"* OK*")
+            await t.send(b'a LOGIN alice@acme.test "%s"' % PASSWORD.encode())
+            await t.expect(b"a OK*")
+            for n in range(3):
+                await asyncio.sleep(0.25)
+                await t.send(b"n%d NOOP" % n)
+                await t.expect(b"n%d OK*" % n)
+        finally:
+            await t.close()
