@@ -232,14 +232,33 @@ def count_files(root: Path) -> int:
     return sum(1 for _ in root.glob("*/*/new/*")) + sum(1 for _ in root.glob("*/*/cur/*"))
 
 
+def measure_mailward(args: argparse.Namespace, conc: int, workers: int, name: str,
+                     add: Callable[[str, float | None], None]) -> tuple[dict, float]:
+    """One load against a fresh Mailward; its rows go to ``add`` under ``name``."""
+    mw = start_mailward(args.work / "mailward", 50, workers)
+    cpu0 = mw.cpu_seconds()
+    with PeakPss(lambda: [mw.popen.pid]) as mw_pss:
+        mw_res = smtp_load(MW_SMTP, args.messages, conc,
+                           args.work / "mailward" / "mail" / "client-a.test", name)
+    cpu = mw.cpu_seconds() - cpu0
+    add(f"{name} peak PSS MiB c={conc}", mw_pss.peak_mib)
+    add(f"{name} delivered msg/s c={conc}", mw_res.get("delivered_rate"))
+    add(f"{name} accept p99 ms c={conc}", mw_res["lat_ms"]["p99"])
+    add(f"{name} server CPU ms/msg c={conc}", 1000 * cpu / args.messages)
+    add(f"{name} peak RSS MiB c={conc}", mw.peak_rss_mib())
+    add(f"{name} PSS MiB after c={conc}", mw.pss_mib())
+    mw.stop()
+    return mw_res, mw_pss.peak_mib
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mailward-bench")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="[smtp] workers: processes that accept SMTP (admin/workers.py)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1],
+                    help="[smtp] workers settings to run, each in every repetition")
     args = ap.parse_args()
     rows: dict[str, Row] = {}
 
@@ -252,27 +271,19 @@ def main() -> None:
         print("reference stack not running: its rows are skipped", file=sys.stderr)
     for rep in range(args.reps):
         for conc in args.concurrency:
-            mw = start_mailward(args.work / "mailward", 50, args.workers)
-            cpu0 = mw.cpu_seconds()
-            with PeakPss(lambda mw=mw: [mw.popen.pid]) as mw_pss:
-                mw_res = smtp_load(MW_SMTP, args.messages, conc,
-                                   args.work / "mailward" / "mail" / "client-a.test", "mailward")
-            cpu = mw.cpu_seconds() - cpu0
-            add(f"mailward peak PSS MiB c={conc}", mw_pss.peak_mib)
-            add(f"mailward delivered msg/s c={conc}", mw_res.get("delivered_rate"))
-            add(f"mailward accept p99 ms c={conc}", mw_res["lat_ms"]["p99"])
-            add(f"mailward server CPU ms/msg c={conc}", 1000 * cpu / args.messages)
-            add(f"mailward peak RSS MiB c={conc}", mw.peak_rss_mib())
-            add(f"mailward PSS MiB after c={conc}", mw.pss_mib())
-            mw.stop()
+            runs: dict[str, tuple[dict, float]] = {}  # label → (load result, peak PSS)
+            for workers in args.workers:
+                name = "mailward" if len(args.workers) == 1 else f"mailward w={workers}"
+                runs[name] = measure_mailward(args, conc, workers, name, add)
 
             sink = start_sink(args.work / "sink")
             sink_res = smtp_load(SINK_PORT, args.messages, conc, args.work / "sink", "sink")
             sink.stop()
             add(f"aiosmtpd+fsync ceiling msg/s c={conc}", sink_res.get("delivered_rate"))
-            mw_rate = mw_res.get("delivered_rate") or 0
-            if sink_res.get("delivered_rate"):
-                add(f"ratio mailward / ceiling c={conc}", mw_rate / sink_res["delivered_rate"])
+            for name, (mw_res, _) in runs.items():
+                if sink_res.get("delivered_rate"):
+                    add(f"ratio {name} / ceiling c={conc}",
+                        (mw_res.get("delivered_rate") or 0) / sink_res["delivered_rate"])
 
             if with_ref:
                 subprocess.run([str(SHARED / "reference" / "start.sh"), "--fresh"], check=True,
@@ -282,17 +293,18 @@ def main() -> None:
                                         "client-a.test", "reference")  # fmt: skip
                 add(f"postfix+dovecot delivered msg/s c={conc}", ref_res.get("delivered_rate"))
                 add(f"postfix+dovecot peak PSS MiB c={conc}", ref_pss.peak_mib)
-                if ref_pss.peak_mib:
-                    add(f"ratio peak PSS mailward / reference c={conc}",
-                        mw_pss.peak_mib / ref_pss.peak_mib)  # fmt: skip
-                if ref_res.get("delivered_rate"):
-                    add(f"ratio mailward / reference c={conc}",
-                        mw_rate / ref_res["delivered_rate"])  # fmt: skip
+                for name, (mw_res, mw_peak) in runs.items():
+                    if ref_pss.peak_mib:
+                        add(f"ratio peak PSS {name} / reference c={conc}",
+                            mw_peak / ref_pss.peak_mib)  # fmt: skip
+                    if ref_res.get("delivered_rate"):
+                        add(f"ratio {name} / reference c={conc}",
+                            (mw_res.get("delivered_rate") or 0) / ref_res["delivered_rate"])
         print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
 
     print(f"# Mailward bench {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, "
           f"{os.cpu_count()} cores, {args.messages} x 4 KiB messages, medians of {args.reps}, "
-          f"[smtp] workers = {args.workers}")
+          f"[smtp] workers = {' and '.join(map(str, args.workers))}")
     for row in rows.values():
         print(row.summary())
 
