@@ -246,7 +246,10 @@ class DeliveryAgent:
         self, conn: Connection, env: Envelope, plan: Plan, now: datetime
     ) -> SMTPReply | None:
         written = _disk.schedule(self._write, plan)
-        recorded = self.committer.schedule(partial(self._record, conn, env, plan, now))
+        # No savepoint: the record either refuses before it writes anything
+        # (quota, a deleted mailbox: storage.committer.UnitRefused) or succeeds.
+        recorded = self.committer.schedule(partial(self._record, conn, env, plan, now),
+                                           isolated=False)  # fmt: skip
         await asyncio.wait((written, recorded))
         write_error, record_error = written.exception(), recorded.exception()
         if record_error is not None:
@@ -271,7 +274,7 @@ class DeliveryAgent:
             log.exception("writing message %s failed", plan.queue_id)
             return replies.STORAGE_UNAVAILABLE
         try:
-            await self._unit(partial(self._record, conn, env, plan, now))
+            await self._unit(partial(self._record, conn, env, plan, now), isolated=False)
         except Exception as exc:
             await _disk.run(self._abandon, plan)
             return await self._refused(conn, env, plan, now, exc)

@@ -6,9 +6,11 @@ database commit the bottleneck; instead one writer thread takes whatever work
 has queued up, runs each unit inside the shared transaction (in its own
 SAVEPOINT when it may fail alone), commits once, and only then resolves every
 unit's future. So a reply still waits for its own durable commit, but a
-hundred replies share one. A unit that raises (``QuotaExceeded``) is rolled
-back to its savepoint alone and its future carries the exception; if the
-commit itself fails, every unit of the batch fails with ``StorageUnavailable``.
+hundred replies share one. A unit that raises is rolled back to its
+savepoint alone and its future carries the exception; a unit that undoes its
+own writes before it refuses (``UnitRefused``, e.g. ``QuotaExceeded``) needs
+no savepoint. If the commit itself fails, every unit of the batch fails with
+``StorageUnavailable``.
 
 Units run on the driver connection (``storage.ledger.Tx``), and the futures of
 event-loop callers are resolved with one wake-up of their loop per batch
@@ -37,6 +39,16 @@ MAX_BATCH = 256
 log = logging.getLogger("mailward.committer")
 
 _STOP = object()
+
+
+class UnitRefused(Exception):
+    """A unit's own refusal, raised only after it has undone whatever it wrote.
+
+    A unit that refuses this way needs no SAVEPOINT (two statements, each a
+    hand-over of the interpreter lock on the committer thread): it runs like
+    an ``isolated=False`` unit, and only its own future gets the exception.
+    """
+
 
 Work = Callable[[Tx], Any]
 # (work, future, isolated, loop): ``loop`` is set for asyncio futures.
@@ -127,7 +139,10 @@ class GroupCommitter:
     def _run_units(tx: Tx, batch: list[_Item], outcomes: list[tuple[bool, Any]]) -> None:
         for work, _future, isolated, _loop in batch:
             if not isolated:
-                outcomes.append((True, work(tx)))
+                try:
+                    outcomes.append((True, work(tx)))
+                except UnitRefused as exc:
+                    outcomes.append((False, exc))
                 continue
             try:
                 with tx.savepoint():

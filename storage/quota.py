@@ -21,15 +21,20 @@ from sqlalchemy import Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from policy.quota import QuotaLevel, QuotaSnapshot
+from storage.committer import UnitRefused
 from storage.ledger import Statement, Tx
 from storage.models import Client, Domain, Mailbox, Organization
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(UnitRefused):
     def __init__(self, scope: str, name: str) -> None:
         super().__init__(f"{scope} {name} is over quota")
         self.scope = scope
         self.name = name
+
+
+class MailboxGone(UnitRefused, LookupError):
+    """The mailbox was deleted since the decision to deliver to it."""
 
 
 _LEVELS = (("mailbox", Mailbox), ("domain", Domain), ("client", Client),
@@ -67,7 +72,7 @@ def _owners_tx(tx: Tx, mailbox_ids: Iterable[int]) -> dict[int, tuple[int, int, 
         if m not in cache:
             row = tx.execute(_OWNERS_TX, {"mailbox_id": m}).fetchone()
             if row is None:
-                raise LookupError(m)
+                raise MailboxGone(m)
             cache[m] = (row[0], row[1], row[2])
     return {m: cache[m] for m in mailbox_ids}
 
@@ -89,6 +94,12 @@ _CHARGE = {name: _charge_statement(model) for name, model in _LEVELS}
 
 
 _CHARGE_TX = {name: Statement(statement) for name, statement in _CHARGE.items()}
+# Unconditional: giving back a charge just made must not depend on the limits.
+_ADJUST_TX = {
+    name: Statement(update(model.__table__).where(model.__table__.c.id == bindparam("row_id"))
+                    .values(used_bytes=model.__table__.c.used_bytes + bindparam("delta")))
+    for name, model in _LEVELS
+}  # fmt: skip
 
 
 def _plan(
@@ -118,12 +129,17 @@ def charge(session: Session, sizes: Mapping[int, int]) -> None:
 
 
 def charge_tx(tx: Tx, sizes: Mapping[int, int]) -> None:
-    """``charge`` in a ledger transaction; the caller's savepoint undoes a partial charge."""
+    """``charge`` in a ledger transaction, all or nothing without a savepoint: a
+    level that refuses has the levels charged before it given back first."""
     if not sizes:
         return
+    charged: list[tuple[str, int, int]] = []
     for name, row_id, delta in _plan(sizes, _owners_tx(tx, sizes)):
         if tx.execute(_CHARGE_TX[name], {"row_id": row_id, "delta": delta}).rowcount != 1:
+            for done_name, done_id, done_delta in reversed(charged):
+                tx.execute(_ADJUST_TX[done_name], {"row_id": done_id, "delta": -done_delta})
             raise QuotaExceeded(name, str(row_id))
+        charged.append((name, row_id, delta))
 
 
 _SNAPSHOT = (

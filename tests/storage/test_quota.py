@@ -188,3 +188,36 @@ def test_concurrent_charges_never_overshoot_the_pool(db: Database, now: datetime
     assert outcomes.count("ok") == 150
     assert outcomes.count("full") == 50
     assert used(db, tree) == dict.fromkeys(LEVELS, 150_000)
+
+
+def test_ledger_charge_refused_at_any_level_gives_back_the_others_without_a_savepoint(
+    db: Database, now: datetime
+) -> None:
+    """Ensure a group-commit unit whose charge one level refuses leaves every level as it was
+    (it runs without a savepoint), while the other units of the batch commit."""
+    from functools import partial
+
+    from storage.committer import GroupCommitter
+
+    tree = build(db, now, mailboxes=3)
+    first, second, third = tree.mailboxes
+    committer = GroupCommitter(db)
+    try:
+        for level in LEVELS:
+            set_limit(db, tree, level, 10_000)
+            before = used(db, tree)
+            over = 10_001 - before[level]  # one byte too many at this level only
+            units = [committer.submit(partial(quota.charge_tx, sizes=sizes), isolated=False)
+                     for sizes in ({second: 10}, {first: over}, {third: 20})]  # fmt: skip
+            with pytest.raises(QuotaExceeded) as caught:
+                units[1].result()
+            assert caught.value.scope == level
+            units[0].result()
+            units[2].result()
+            after = used(db, tree)
+            expected = {lvl: before[lvl] + 30 for lvl in LEVELS}
+            expected["mailbox"] = before["mailbox"]  # the first mailbox was not charged
+            assert after == expected, level
+            set_limit(db, tree, level, None)
+    finally:
+        committer.close()
