@@ -1,7 +1,7 @@
 """SMTP worker processes: inbound and submission on more than one core.
 
-One Python process is bound by its interpreter lock: at about 4 ms of CPU
-per inbound message it cannot pass about 250 msg/s whatever the cores. With
+One Python process is bound by its interpreter lock: at 3 to 4 ms of CPU per
+inbound message it tops out near 350 msg/s whatever the cores. With
 ``[smtp] workers = N`` (N > 1) ``mailward serve`` forks N-1 workers before it
 starts any thread. Each process accepts SMTP and submission on its own
 ``SO_REUSEPORT`` socket of the same ports (the kernel spreads connections over
@@ -9,7 +9,10 @@ them), runs its own delivery agent and group committer, and writes the same
 database, Maildir and spool. What they share is already safe for several
 writers: a chain's head row is locked per transaction, quota updates are
 atomic, file names carry the pid, and SQLite's write lock is handed over
-through ``storage.filelock``.
+through ``storage.filelock``. On SQLite the processes' commits take turns on
+that one lock, so workers pay where a process runs out of CPU (many
+connections, DKIM-signed submission), not at a few connections (measured:
+README, Performance).
 
 What only the serving process runs — IMAP, the admin app, the outbound
 queue — hears of a worker's deliveries and queued messages through hints on
