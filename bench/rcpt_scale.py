@@ -78,8 +78,10 @@ from storage.db import Database
 from storage.models import Alias, AuditEntry, Domain, ForwardingRule, Mailbox
 
 try:
+    from bench import run
     from bench.scale import other_bench_processes
 except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
+    import run  # type: ignore[no-redef]
     from scale import other_bench_processes  # type: ignore[no-redef]
 
 HERE = Path(__file__).resolve().parent
@@ -511,14 +513,10 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the server: robust to other load, unlike latency."""
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return run.Proc(self.popen).cpu_seconds()
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return run.Proc(self.popen).rss_mib()
 
     def stop(self) -> None:
         self.popen.send_signal(signal.SIGTERM)

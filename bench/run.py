@@ -54,16 +54,13 @@ class Proc:
         return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return proc_kib(self.popen.pid, "status", "VmHWM:") / 1024
+
+    def rss_mib(self) -> float:
+        return proc_kib(self.popen.pid, "status", "VmRSS:") / 1024
 
     def pss_mib(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return pss_kib(self.popen.pid) / 1024
 
     def stop(self) -> None:
         self.popen.send_signal(signal.SIGTERM)
@@ -95,14 +92,19 @@ def tree_pids(roots: list[int]) -> list[int]:
     return found
 
 
-def pss_kib(pid: int) -> int:
+def proc_kib(pid: int, file: str, key: str) -> int:
+    """A KiB figure from /proc/<pid>/<file>, 0 once the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1])
     except OSError:
         pass  # the process ended between listing and reading
     return 0
+
+
+def pss_kib(pid: int) -> int:
+    return proc_kib(pid, "smaps_rollup", "Pss:")
 
 
 class PeakPss:

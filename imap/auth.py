@@ -31,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 
 from imap.config import LoginLimits
 from imap.workers import Workers
@@ -54,16 +55,13 @@ MAX_USERNAME = 256
 # thread (40 verifications: 1.8 s with one thread, 0.9 s with two).
 _VERIFIERS = Workers(threads=2, name="imap-argon2")
 
-_ACCOUNT = (
+_ACCOUNT_COLUMNS = (
     select(Mailbox.id, Mailbox.state, Mailbox.password_hash, Domain.state)
     .join(Domain, Mailbox.domain_id == Domain.id)
-    .where(Domain.name == bindparam("domain"), Mailbox.local_part == bindparam("local"))
 )
-_ACCOUNT_BY_ID = (
-    select(Mailbox.state, Mailbox.password_hash, Domain.state)
-    .join(Domain, Mailbox.domain_id == Domain.id)
-    .where(Mailbox.id == bindparam("mailbox_id"))
-)
+_ACCOUNT = _ACCOUNT_COLUMNS.where(Domain.name == bindparam("domain"),
+                                  Mailbox.local_part == bindparam("local"))  # fmt: skip
+_ACCOUNT_BY_ID = _ACCOUNT_COLUMNS.where(Mailbox.id == bindparam("mailbox_id"))
 _APP_PASSWORDS = select(
     AppPassword.id, AppPassword.password_hash, AppPassword.scopes, AppPassword.expires_at
 ).where(AppPassword.mailbox_id == bindparam("mailbox_id"), AppPassword.revoked_at.is_(None))
@@ -105,6 +103,12 @@ class _Account:
     active: bool
     password_hash: str | None
     app_passwords: tuple[tuple[int, str], ...]  # usable (id, hash) pairs
+
+
+def _credentials(account: _Account) -> list[tuple[str, str]]:
+    """What may log in to the account: (credential label, stored argon2id hash)."""
+    found = [("password", account.password_hash)] if account.password_hash else []
+    return found + [(f"app-password:{i}", h) for i, h in account.app_passwords]
 
 
 class Authenticator:
@@ -172,23 +176,11 @@ class Authenticator:
         logged in with was changed or reset, or its app password was revoked
         or expired: the session is then ended, as a new login would fail.
         """
-        now = self._now()
-        with self.db.reader() as session:
-            conn = session.connection()
-            row = conn.execute(_ACCOUNT_BY_ID, {"mailbox_id": principal.mailbox_id}).first()
-            if row is None:
-                return False
-            state, password_hash, domain_state = row
-            apps = conn.execute(_APP_PASSWORDS, {"mailbox_id": principal.mailbox_id}).all()
-        if state != MailboxState.ACTIVE or domain_state == DomainState.SUSPENDED:
+        account = self._read(_ACCOUNT_BY_ID, {"mailbox_id": principal.mailbox_id},
+                             principal.address)  # fmt: skip
+        if account is None or not account.active:
             return False
-        if principal.credential == "password":
-            stored = password_hash
-        else:
-            stored = next((hashed for app_id, hashed, scopes, expires_at in apps
-                           if principal.credential == f"app-password:{app_id}"
-                           and SCOPE in {s.strip() for s in scopes.split(",")}
-                           and (expires_at is None or expires_at > now)), None)  # fmt: skip
+        stored = dict(_credentials(account)).get(principal.credential)
         return stored is not None and hmac.compare_digest(self._stamp(stored), principal.stamp)
 
     def _stamp(self, stored: str) -> bytes:
@@ -199,12 +191,15 @@ class Authenticator:
             address = Address.parse(username, utf8=True)
         except AddressError:
             return None
+        return self._read(_ACCOUNT, {"domain": address.domain, "local": address.local},
+                          str(address))  # fmt: skip
+
+    def _read(self, query: Select[Any], params: dict[str, Any], address: str) -> _Account | None:
         now = self._now()
         # A read snapshot: a login never waits for (or holds up) a writer.
         with self.db.reader() as session:
             conn = session.connection()
-            row = conn.execute(_ACCOUNT, {"domain": address.domain,
-                                          "local": address.local}).first()  # fmt: skip
+            row = conn.execute(query, params).first()
             if row is None:
                 return None
             mailbox_id, state, password_hash, domain_state = row
@@ -216,7 +211,7 @@ class Authenticator:
             and (expires_at is None or expires_at > now)
         )
         active = state == MailboxState.ACTIVE and domain_state != DomainState.SUSPENDED
-        return _Account(mailbox_id, str(address), active, password_hash, usable)
+        return _Account(mailbox_id, address, active, password_hash, usable)
 
     def _temporary(self, mailbox_id: int, password: str) -> bool:
         with self.db.reader() as session:
@@ -224,10 +219,7 @@ class Authenticator:
 
     def _verify(self, account: _Account, username: str, password: str) -> tuple[str, str] | None:
         """The credential label the password matches and its stored hash, or None."""
-        candidates: list[tuple[str, str]] = []
-        if account.password_hash:
-            candidates.append(("password", account.password_hash))
-        candidates.extend((f"app-password:{i}", h) for i, h in account.app_passwords)
+        candidates = _credentials(account)
         key = self._cache_key(account.mailbox_id, username, password)
         cached = self._cached(key)
         if cached is not None:

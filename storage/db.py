@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql import Executable
 
 from storage.filelock import ProcessLock
 from storage.ledger import Statement
@@ -115,14 +114,6 @@ class Database:
             with self.read_sessions() as session, session.begin():
                 yield session
                 session.rollback()
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(str(exc)) from exc
-
-    def read_scalar(self, statement: Executable) -> Any:
-        """One value from a read snapshot, without an ORM Session."""
-        try:
-            with self.read_engine.connect() as conn:
-                return conn.execute(statement).scalar()
         except SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc
 

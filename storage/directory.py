@@ -36,10 +36,14 @@ _AUDIT_VERSION_TX = Statement(_AUDIT_VERSION)
 
 
 def owner_label(row: Alias | ForwardingRule | CatchAll | Mailbox) -> str | None:
-    if row.owner_person_id is not None:
-        return f"person:{row.owner_person_id}"
-    if row.owner_role_id is not None:
-        return f"role:{row.owner_role_id}"
+    return _owner(row.owner_person_id, row.owner_role_id)
+
+
+def _owner(person_id: int | None, role_id: int | None) -> str | None:
+    if person_id is not None:
+        return f"person:{person_id}"
+    if role_id is not None:
+        return f"role:{role_id}"
     return None
 
 
@@ -144,9 +148,7 @@ def _rule_row(kind: RuleKind, row: tuple[Any, ...]) -> Rule | None:
         address = Address.parse(target, utf8=True)
     except AddressError:
         return None  # a corrupt target is never applied
-    owner = f"person:{person}" if person is not None else f"role:{role}" if role is not None \
-        else None  # fmt: skip
-    return Rule(kind=kind, id=rule_id, target=address, owner=owner, purpose=purpose,
+    return Rule(kind=kind, id=rule_id, target=address, owner=_owner(person, role), purpose=purpose,
                 created_at=created, expires_at=expires, enabled=bool(enabled),
                 keep_copy=bool(keep_copy[0]) if keep_copy else True)  # fmt: skip
 

@@ -94,12 +94,14 @@ _CHARGE = {name: _charge_statement(model) for name, model in _LEVELS}
 
 
 _CHARGE_TX = {name: Statement(statement) for name, statement in _CHARGE.items()}
-# Unconditional: giving back a charge just made must not depend on the limits.
-_ADJUST_TX = {
-    name: Statement(update(model.__table__).where(model.__table__.c.id == bindparam("row_id"))
-                    .values(used_bytes=model.__table__.c.used_bytes + bindparam("delta")))
+# Unconditional: giving back a charge just made, or setting usage to what is
+# on disk (``recount``), must not depend on the limits.
+_ADJUST = {
+    name: update(model.__table__).where(model.__table__.c.id == bindparam("row_id"))
+    .values(used_bytes=model.__table__.c.used_bytes + bindparam("delta"))
     for name, model in _LEVELS
 }  # fmt: skip
+_ADJUST_TX = {name: Statement(statement) for name, statement in _ADJUST.items()}
 
 
 def _plan(
@@ -192,9 +194,7 @@ def recount(session: Session, mailbox_id: int, actual_bytes: int) -> int:
     if delta:
         domain_id, client_id, org_id = _owners(session, [mailbox_id])[mailbox_id]
         conn = session.connection()
-        for model, row_id in ((Mailbox, mailbox_id), (Domain, domain_id), (Client, client_id),
-                              (Organization, org_id)):  # fmt: skip
-            table = model.__table__
-            conn.execute(update(table).where(table.c.id == row_id)
-                         .values(used_bytes=table.c.used_bytes + delta))  # fmt: skip
+        for (name, _model), row_id in zip(_LEVELS, (mailbox_id, domain_id, client_id, org_id),
+                                          strict=True):  # fmt: skip
+            conn.execute(_ADJUST[name], {"row_id": row_id, "delta": delta})
     return delta
