@@ -21,7 +21,6 @@ from pathlib import Path
 from storage import maildir
 from storage.mailindex_state import list_dir, split_name
 
-_SIZE = re.compile(r",S=(\d+)")
 _WIRE = re.compile(r",W=(\d+)")
 _SIZE_TAGS = re.compile(r",[SW]=\d+")
 _copy_counter = itertools.count(1)
@@ -41,7 +40,9 @@ def scan(path: Path, subdirs: Sequence[str] = ("new", "cur")) -> OnDisk:
 
 def sizes(base: str, path: Path, stat: stat_result) -> tuple[int, int]:
     """(octets on disk, RFC822.SIZE) from the name's size tags, else from the file."""
-    size = int(m.group(1)) if (m := _SIZE.search(base)) else stat.st_size
+    size = maildir.size_in_name(base)
+    if size is None:
+        size = stat.st_size
     wire = int(m.group(1)) if (m := _WIRE.search(base)) else maildir.crlf_size(path.read_bytes())
     return size, wire
 

@@ -165,9 +165,9 @@ def recover(db: Database, mail_root: Path, node: str) -> Recovery:
             else:
                 absent += 1
             continue
-        if size != size_in_name(name):
-            log.error("removing %s: %d bytes of %s, never acknowledged", tmp, size,
-                      size_in_name(name))  # fmt: skip
+        promised = size_in_name(name)
+        if size != promised:
+            log.error("removing %s: %d bytes of %s, never acknowledged", tmp, size, promised)
             tmp.unlink()
             incomplete += 1
             continue
