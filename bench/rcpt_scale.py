@@ -56,7 +56,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -519,12 +518,7 @@ class Server:
         return run.Proc(self.popen).rss_mib()
 
     def stop(self) -> None:
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(60)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        run.Proc(self.popen).stop(timeout=60)
 
     def problems(self) -> dict[str, int]:
         """This run's exceptions in the server output (the last line of each traceback)."""

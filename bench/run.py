@@ -62,12 +62,13 @@ class Proc:
     def pss_mib(self) -> float:
         return pss_kib(self.popen.pid) / 1024
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
         self.popen.send_signal(signal.SIGTERM)
         try:
-            self.popen.wait(30)
+            self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.popen.kill()
+            self.popen.wait()
 
 
 POSTFIX_PID = REF_ROOT / "postfix" / "spool" / "pid" / "master.pid"
