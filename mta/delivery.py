@@ -33,6 +33,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -107,6 +108,15 @@ class Plan:
     spool_data: bytes | None  # the copy for the outbound queue, when forwarded
     staged: list[maildir.StagedMessage] = field(default_factory=list)
     spooled: SpooledFile | None = None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How writing, recording and publishing one message's copies went."""
+
+    write_error: Exception | None = None
+    record_error: BaseException | None = None
+    reply: SMTPReply | None = None  # publishing failed: the reply instead of 250
 
 
 @dataclass(slots=True)
@@ -220,17 +230,26 @@ class DeliveryAgent:
         plan = self._compose(conn, env, data, new_queue_id(), now)
         if plan.spool_data is None:
             # Writing the copies and recording them are independent until the
-            # copies are published, so their two waits for the disk overlap.
-            # (A spooled forward is recorded only once its file exists: the
-            # queue runner may pick the row up at once.)
+            # copies are published, so their two waits for the disk overlap,
+            # and the worker that wrote the copies publishes them as soon as
+            # the record commits. (A spooled forward is recorded only once its
+            # file exists: the queue runner may pick the row up at once.)
             reply = await self._write_and_record(conn, env, plan, now)
         else:
             reply = await self._write_then_record(conn, env, plan, now)
+            if reply is None and plan.staged:
+                reply = await _disk.run(self._publish, plan)
         if reply is not None:
             return reply
+        if self.on_delivered is not None and plan.sizes:
+            self.on_delivered(list(plan.sizes))
+        return SMTPReply(250, "2.0.0", f"Ok: queued as {plan.queue_id}")
+
+    def _publish(self, plan: Plan) -> SMTPReply | None:
+        """Rename the recorded copies into ``new/`` (a worker thread); None when done."""
         try:
             # The rename is made durable in the background (storage.publish).
-            await _disk.run(maildir.publish, plan.staged)
+            maildir.publish(plan.staged)
         except OSError:
             # Charged and logged but not visible: the client is not told 250,
             # so it retries; the copies' rows stay, and the next start
@@ -238,32 +257,45 @@ class DeliveryAgent:
             log.exception("publishing message %s failed", plan.queue_id)
             return replies.STORAGE_UNAVAILABLE
         self.publisher.renamed(plan.staged)
-        if self.on_delivered is not None and plan.sizes:
-            self.on_delivered(list(plan.sizes))
-        return SMTPReply(250, "2.0.0", f"Ok: queued as {plan.queue_id}")
+        return None
 
     async def _write_and_record(
         self, conn: Connection, env: Envelope, plan: Plan, now: datetime
     ) -> SMTPReply | None:
-        written = _disk.schedule(self._write, plan)
         # No savepoint: the record either refuses before it writes anything
         # (quota, a deleted mailbox: storage.committer.UnitRefused) or succeeds.
-        recorded = self.committer.schedule(partial(self._record, conn, env, plan, now),
-                                           isolated=False)  # fmt: skip
-        await asyncio.wait((written, recorded))
-        write_error, record_error = written.exception(), recorded.exception()
-        if record_error is not None:
-            if write_error is None:
-                await _disk.run(self._abandon, plan)
-            return await self._refused(conn, env, plan, now, record_error)
-        if write_error is not None:
-            log.error("writing message %s failed: %s", plan.queue_id, write_error)
+        recorded = self.committer.submit(partial(self._record, conn, env, plan, now),
+                                         isolated=False)  # fmt: skip
+        outcome = await _disk.run(self._write_and_publish, plan, recorded)
+        if outcome.record_error is not None:
+            return await self._refused(conn, env, plan, now, outcome.record_error)
+        if outcome.write_error is not None:
+            log.error("writing message %s failed: %s", plan.queue_id, outcome.write_error)
             try:  # recorded but not written: take the charge and the entries back
                 await self._unit(partial(self._withdraw, conn, env, plan, now))
             except StorageUnavailable:
                 log.exception("could not withdraw %s; reindex reconciles", plan.queue_id)
             return replies.STORAGE_UNAVAILABLE
-        return None
+        return outcome.reply
+
+    def _write_and_publish(self, plan: Plan, recorded: Future[None]) -> _Outcome:
+        """Write the copies, wait for their record, publish them: one worker thread.
+
+        Waiting here for the committer (which never waits for these threads)
+        saves a round trip through the event loop between write and rename.
+        A copy whose record failed is removed again.
+        """
+        outcome = _Outcome()
+        try:
+            self._write(plan)
+        except Exception as exc:  # whatever it was, the copies are gone (``_write``)
+            outcome.write_error = exc
+        outcome.record_error = recorded.exception()
+        if outcome.record_error is None and outcome.write_error is None:
+            outcome.reply = self._publish(plan)
+        elif outcome.write_error is None:
+            self._abandon(plan)
+        return outcome
 
     async def _write_then_record(
         self, conn: Connection, env: Envelope, plan: Plan, now: datetime

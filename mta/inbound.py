@@ -183,6 +183,24 @@ class InboundSMTP(SMTP):
     line_length_limit = 1001
     # RFC 5321 §4.5.3.1.1-2: 64-octet local part.
     local_part_limit = 64
+    _held = b""  # 250 replies not yet written (``push``)
+
+    async def push(self, status: str | bytes) -> None:
+        # RFC 2920 §3.2: replies to pipelined commands may be held back while
+        # the next command is already buffered, and must be sent before the
+        # server waits for input. A pipelining client's RSET/MAIL/RCPT/DATA
+        # then get their four replies in one write, not four: fewer system
+        # calls here and fewer wake-ups of the client. Only 250 is held; any
+        # other reply (354, 221, errors before a close) flushes at once.
+        line = (status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+                if isinstance(status, str) else status) + b"\r\n"  # fmt: skip
+        if line.startswith(b"250") and b"\n" in self._reader._buffer:  # type: ignore[attr-defined]
+            self._held += line
+            return
+        if self._held:
+            line, self._held = self._held + line, b""
+        self._writer.write(line)
+        await self._writer.drain()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd parses every path with the email package's header parser

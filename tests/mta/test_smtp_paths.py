@@ -79,3 +79,27 @@ async def test_pipelined_transaction_delivers(world) -> None:
     assert code == 250, text
     files = world.new_files("alice@acme.test")
     assert len(files) == 1 and b"hello" in files[0].read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("group", "expected"),
+    [
+        # Ends with a 250: the held replies must still be written, not wait for input.
+        (b"RSET\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@acme.test>\r\nNOOP\r\n",
+         [250, 250, 250, 250]),
+        # An error reply between held ones keeps its place.
+        (b"RSET\r\nRCPT TO:<alice@acme.test>\r\nNOOP\r\n", [250, 503, 250]),
+        # QUIT closes the connection: what was held goes out before 221.
+        (b"RSET\r\nNOOP\r\nQUIT\r\n", [250, 250, 221]),
+    ],
+)  # fmt: skip
+async def test_pipelined_replies_are_all_sent_in_order(world, group: bytes, expected) -> None:
+    """Ensure replies held back while pipelined commands are buffered (RFC 2920 §3.2) all
+    reach the client, in order, whatever the group ends with."""
+    t = await _open(world.smtp_port)
+    await t.send(b"EHLO client.example\r\n")
+    t.writer.write(group)
+    await t.writer.drain()
+    assert [(await t.reply())[0] for _ in expected] == expected
+    if expected[-1] == 221:
+        assert await asyncio.wait_for(t.reader.read(), 10) == b""
