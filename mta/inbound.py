@@ -1,9 +1,10 @@
 """The inbound SMTP server (port 25 role): thin aiosmtpd hooks over the pipeline.
 
-aiosmtpd owns the wire (command syntax, line limits, DATA transparency, SIZE,
-STARTTLS); the hooks here build values, ask ``DeliveryAgent`` and return the
-decision's reply. Recipients are decided at RCPT time so nothing is accepted
-that would bounce later.
+aiosmtpd owns the wire (command syntax, line limits, SIZE, STARTTLS; DATA is
+read by ``mta.smtp_data`` with aiosmtpd's limits and replies); the hooks here
+build values, ask ``DeliveryAgent`` and return the decision's reply.
+Recipients are decided at RCPT time so nothing is accepted that would bounce
+later.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 
 from mta.delivery import Accepted, Connection, DeliveryAgent, Envelope
+from mta.smtp_data import Refusal, read_data
 from policy import replies
 from policy.addresses import Address, AddressError
 
@@ -201,6 +203,35 @@ class InboundSMTP(SMTP):
             line, self._held = self._held + line, b""
         self._writer.write(line)
         await self._writer.drain()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's DATA with the body read by ``mta.smtp_data`` (a few large
+        # reads, not one per line); the checks and replies are aiosmtpd's.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(self._reader, size_limit=self.data_size_limit,
+                                      line_limit=self.line_length_limit)  # fmt: skip
+        except (asyncio.CancelledError, asyncio.IncompleteReadError):
+            self._writer.close()  # the connection ended inside DATA
+            raise
+        if isinstance(content, Refusal):
+            await self.push(content.value)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd parses every path with the email package's header parser
