@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
@@ -47,10 +48,21 @@ def received_header(
     ]
     if recipient:
         lines.append(f"\tfor <{_clean(recipient)}>")
-    lines[-1] += f"; {format_datetime(now)}"
+    lines[-1] += f"; {_header_date(now.replace(microsecond=0))}"
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
+
+
+@lru_cache(maxsize=8)
+def _header_date(now: datetime) -> str:
+    # Formatting a date costs more than the rest of the header; it changes once a second.
+    return format_datetime(now)
+
+
+_UNSAFE = re.compile(r"[()<>;\\]")
 
 
 def _clean(text: str) -> str:
     """Keep client-supplied text from breaking the header it is quoted in."""
+    if text.isprintable() and not _UNSAFE.search(text):
+        return text[:255]  # the everyday case, without a loop over characters
     return "".join(ch for ch in text if ch.isprintable() and ch not in "()<>;\\")[:255]

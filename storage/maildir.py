@@ -20,6 +20,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 SUBDIRS = ("cur", "new", "tmp")
@@ -64,7 +65,7 @@ class Maildir:
             self.ensure()
         size = len(data)
         base = name or unique_name(data)
-        tmp_path = self.path / "tmp" / base
+        tmp_path = self._tmp / base
         try:
             fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileNotFoundError:
@@ -78,7 +79,15 @@ class Maildir:
             os.fsync(fd)
         finally:
             os.close(fd)
-        return StagedMessage(tmp_path, self.path / "new" / base, size)
+        return StagedMessage(tmp_path, self._new / base, size)
+
+    @cached_property
+    def _tmp(self) -> Path:
+        return self.path / "tmp"
+
+    @cached_property
+    def _new(self) -> Path:
+        return self.path / "new"
 
     def messages(self) -> list[Path]:
         return sorted(
