@@ -33,7 +33,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -53,7 +52,7 @@ from policy.routing import (
 )
 from storage import chain, maildir, publish
 from storage import quota as quota_store
-from storage.committer import GroupCommitter
+from storage.committer import GroupCommitter, Pending
 from storage.db import Database, StorageUnavailable
 from storage.directory import FactsCache, VersionedCache
 from storage.ledger import Tx
@@ -134,6 +133,9 @@ class Envelope:
     size_hint: int = 0
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # ``json.dumps`` makes one per call
+
+
 def _entry(
     conn: Connection,
     mail_from: str,
@@ -160,9 +162,8 @@ def _entry(
         "reply": str(reply),
         "message_id": msg_id,
         "queue_id": queue_id,
-        "trace": json.dumps(
-            [[s.rule, s.outcome, s.reason.value] for s in decision.trace], separators=(",", ":")
-        ),
+        "trace": _COMPACT_JSON.encode([[s.rule, s.outcome, s.reason.value]
+                                       for s in decision.trace]),
     }
 
 
@@ -287,7 +288,7 @@ class DeliveryAgent:
             return replies.STORAGE_UNAVAILABLE
         return outcome.reply
 
-    def _write_and_publish(self, plan: Plan, recorded: Future[None]) -> _Outcome:
+    def _write_and_publish(self, plan: Plan, recorded: Pending[None]) -> _Outcome:
         """Write the copies, wait for their record, publish them: one worker thread.
 
         Waiting here for the committer (which never waits for these threads)

@@ -59,7 +59,7 @@ _COLUMNS = {name: [c.key for c in model.__table__.columns] for name, (model, _f)
 
 def canonical(value: Any) -> str:
     """Stable JSON for hashing and for the before/after columns."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return _CANONICAL.encode(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -68,6 +68,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
     return str(value)
+
+
+# One encoder: ``json.dumps`` with options builds a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_json_default)
 
 
 def entry_hash(prev_hash: str, fields: Iterable[Any]) -> str:

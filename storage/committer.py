@@ -25,8 +25,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
@@ -50,9 +49,47 @@ class UnitRefused(Exception):
     """
 
 
+class Pending(Generic[T]):
+    """A unit's outcome for a thread that blocks on it (``submit``).
+
+    A lock held until the unit's batch has committed: ``concurrent.futures.Future``
+    builds a Condition (an RLock and a list of waiters) per instance and
+    notifies through it, which was measurable per message on the delivery path.
+    """
+
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def set_result(self, value: T) -> None:
+        self._value = value
+        self._done.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._done.release()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the commit; the unit's exception, or None when it succeeded."""
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError("the unit's batch has not committed yet")
+        self._done.release()  # for any other waiter
+        return self._error
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the commit; the unit's value, or its exception raised."""
+        if (error := self.exception(timeout)) is not None:
+            raise error
+        return self._value  # type: ignore[return-value]
+
+
 Work = Callable[[Tx], Any]
 # (work, future, isolated, loop): ``loop`` is set for asyncio futures.
-_Item = tuple[Work, "Future[Any] | asyncio.Future[Any]", bool, "asyncio.AbstractEventLoop | None"]
+_Item = tuple[Work, "Pending[Any] | asyncio.Future[Any]", bool, "asyncio.AbstractEventLoop | None"]
 
 
 class GroupCommitter:
@@ -66,12 +103,12 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, work: Callable[[Tx], T], *, isolated: bool = True) -> Future[T]:
+    def submit(self, work: Callable[[Tx], T], *, isolated: bool = True) -> Pending[T]:
         """Queue a unit from any thread. ``isolated`` units run in a SAVEPOINT so
         their own failure rolls back only them; a unit that cannot fail on its
         own (it only reads and appends) may skip the savepoint, and if it fails
         anyway the whole batch fails with it."""
-        future: Future[T] = Future()
+        future: Pending[T] = Pending()
         self._queue.put((work, future, isolated, None))
         return future
 
@@ -167,7 +204,7 @@ class GroupCommitter:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_work, future, _isolated, loop), (ok, value) in zip(batch, outcomes, strict=True):
             if loop is None:
-                assert isinstance(future, Future)
+                assert isinstance(future, Pending)
                 if ok:
                     future.set_result(value)
                 else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import wait
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -72,7 +72,8 @@ def test_group_commit_isolates_failing_units(db) -> None:
         futures = [committer.submit(ok(f"m{i}")) for i in range(20)]
         bad = committer.submit(failing)
         futures += [committer.submit(ok(f"n{i}"), isolated=False) for i in range(5)]
-        wait([*futures, bad], timeout=30)
+        for future in [*futures, bad]:
+            future.exception(timeout=30)
     finally:
         committer.close()
     expected = [f"m{i}" for i in range(20)] + [f"n{i}" for i in range(5)]
@@ -102,7 +103,8 @@ def test_failing_unit_rolls_back_its_own_statements(db) -> None:
     try:
         bad = committer.submit(half_done)
         good = committer.submit(lambda tx: chain.append_rows(tx, chain.ROUTING, [_row("ok")]))
-        wait([bad, good], timeout=30)
+        for future in (bad, good):
+            future.exception(timeout=30)
     finally:
         committer.close()
     with pytest.raises(LookupError):
@@ -135,7 +137,6 @@ async def test_coroutines_await_their_own_commit(db) -> None:
 
 def test_failed_commit_fails_every_unit(db) -> None:
     """Ensure a batch whose transaction cannot commit fails all its units as unavailable."""
-    import threading
 
     from storage.db import StorageUnavailable
 
@@ -157,10 +158,34 @@ def test_failed_commit_fails_every_unit(db) -> None:
                                     isolated=False)]  # fmt: skip
         futures.append(committer.submit(breaks_the_transaction, isolated=False))
         release.set()
-        wait([gate, *futures], timeout=30)
+        for future in [gate, *futures]:
+            future.exception(timeout=30)
     finally:
         committer.close()
     assert gate.result() is True
     for future in futures:
         assert isinstance(future.exception(), StorageUnavailable)
     assert _recipients(db) == []
+
+
+def test_pending_waits_for_the_commit_and_times_out(db) -> None:
+    """Ensure a blocking caller's outcome is ready only after its batch commits, every waiter
+    sees it, and a wait with a timeout gives up while the writer is held."""
+    committer = GroupCommitter(db)
+    release, holding = threading.Event(), threading.Event()
+
+    def hold(tx):
+        holding.set()
+        release.wait(10)
+        return "done"
+
+    try:
+        held = committer.submit(hold)
+        assert holding.wait(10)
+        with pytest.raises(TimeoutError):
+            held.result(timeout=0.05)
+        release.set()
+        assert held.result(timeout=30) == "done"
+        assert held.exception() is None and held.result() == "done"  # again, at once
+    finally:
+        committer.close()
