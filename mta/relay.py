@@ -84,12 +84,21 @@ async def decide_outside_directory(
     *,
     authenticated: bool,
     srs: SRS | None,
+    version: int | None = None,
 ) -> RoutingDecision:
-    """Decide one recipient: SRS bounce, authenticated relay, or the directory."""
+    """Decide one recipient: SRS bounce, authenticated relay, or the directory.
+
+    ``version`` is the directory version the session read for this mail
+    transaction (at MAIL); whether a domain is hosted is then answered from
+    memory when known at that version, without a read of its own.
+    """
     now = agent.clock()
     decision = srs_decision(srs, recipient, now) if srs is not None else None
     if decision is None and authenticated:
-        hosted = await blocking.run(_hosted, agent, recipient.domain)
+        known, hosted = (False, None) if version is None else agent.hosted.cached(
+            version, recipient.domain)  # fmt: skip
+        if not known:
+            hosted = await blocking.run(_hosted, agent, recipient.domain)
         if not hosted:
             decision = relay_decision(recipient)
     if decision is None:

@@ -74,6 +74,7 @@ class _Transaction:
 
     env: Envelope
     facts: SenderFacts
+    version: int  # the directory version the facts were read at
     remote: int = 0
 
 
@@ -233,7 +234,7 @@ class SubmissionHandler:
             # The null sender is nobody's address either (RFC 6409 §6.1).
             return str(replies.SENDER_NOT_ALLOWED if address in ("<>", "") else
                        replies.BAD_ADDRESS)  # fmt: skip
-        facts = await blocking.run(self._facts, principal.mailbox_id)
+        version, facts = await blocking.run(self._facts, principal.mailbox_id)
         if facts is None:
             return str(replies.ACCOUNT_DISABLED)
         decision = may_send_as(facts, sender, self._now())
@@ -242,14 +243,15 @@ class SubmissionHandler:
             return str(decision.reply)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        envelope.mailward = _Transaction(Envelope(mail_from=str(sender)), facts)  # type: ignore[attr-defined]
+        envelope.mailward = _Transaction(Envelope(mail_from=str(sender)), facts, version)  # type: ignore[attr-defined]
         return "250 2.1.0 Sender OK"
 
-    def _facts(self, mailbox_id: int) -> SenderFacts | None:
+    def _facts(self, mailbox_id: int) -> tuple[int, SenderFacts | None]:
         # Building the sender's facts (aliases, delegations) cost more than
         # the rest of a submission; they change only with the directory.
-        return self._sender_facts.lookup(current_directory_version(self.db), mailbox_id,
-                                         lambda: self._load_facts(mailbox_id))  # fmt: skip
+        version = current_directory_version(self.db)
+        return version, self._sender_facts.lookup(version, mailbox_id,
+                                                  lambda: self._load_facts(mailbox_id))  # fmt: skip
 
     def _load_facts(self, mailbox_id: int) -> SenderFacts | None:
         with self.db.reader() as session:  # a read: never the write lock
@@ -274,7 +276,8 @@ class SubmissionHandler:
         conn = _conn(session, principal)
         try:
             decision = await decide_outside_directory(
-                self.agent, conn, txn.env, recipient, authenticated=True, srs=None
+                self.agent, conn, txn.env, recipient, authenticated=True, srs=None,
+                version=txn.version,
             )
         except Exception:
             log.exception("RCPT %s failed", recipient)

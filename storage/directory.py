@@ -208,6 +208,14 @@ class VersionedCache(Generic[K, V]):
         self._facts: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
+    def cached(self, version: int, key: K) -> tuple[bool, V | None]:
+        """(True, facts) when facts for ``key`` at this version are in memory, without
+        reading anything; else (False, None)."""
+        with self._lock:
+            if version == self._version and key in self._facts:
+                return True, self._facts[key]
+        return False, None
+
     def lookup(self, version: int, key: K, load: Callable[[], V]) -> V:
         with self._lock:
             if version != self._version:

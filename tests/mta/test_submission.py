@@ -91,6 +91,30 @@ async def test_remote_recipient_logged_as_authenticated_relay(stack) -> None:
     assert entries[-1].queue_id
 
 
+async def test_domain_hosted_since_the_last_message_is_delivered_locally(stack) -> None:
+    """Ensure whether a recipient's domain is hosted follows the directory from one message to
+    the next: relayed while it is not, delivered to the new mailbox once it is."""
+    from tests.mta.conftest import ACTOR
+
+    await asyncio.to_thread(_send, stack, "alice@acme.test", ["x@newco.test"],
+                            _message("x@newco.test"))  # fmt: skip
+    with stack.db.session() as s:
+        client = d.get_domain(s, "acme.test").client
+        newco = d.create_domain(s, actor=ACTOR, now=stack.now, client=client, name="newco.test")
+        d.create_mailbox(s, actor=ACTOR, now=stack.now, domain=newco, local_part="x",
+                         owner=d.Owner(person_id=stack.owner_id))  # fmt: skip
+    await asyncio.to_thread(_send, stack, "alice@acme.test", ["x@newco.test"],
+                            _message("x@newco.test"))  # fmt: skip
+    with stack.db.session() as s:
+        entries = list(s.scalars(select(RoutingEntry).where(
+            RoutingEntry.recipient == "x@newco.test").order_by(RoutingEntry.id)))  # fmt: skip
+    # (The queue runner may also have delivered the first message here by now.)
+    submitted = [(e.decision, e.reason) for e in entries if not e.session.startswith("queue-")]
+    assert submitted == [("accept", "relay-authenticated"), ("forward", "relay-authenticated"),
+                         ("accept", "deliver-mailbox"), ("deliver", "deliver-mailbox")]
+    assert stack.maildir_new("x@newco.test")
+
+
 async def test_sending_as_someone_else_refused(stack) -> None:
     """Ensure another user's envelope sender or From header is refused with 553 5.7.1."""
 
