@@ -1,4 +1,5 @@
-"""DATA read in large pieces (mta.smtp_data): byte for byte what aiosmtpd's line reader gives."""
+"""DATA read in large pieces (mta.smtp_data): byte for byte what aiosmtpd's line reader gives;
+and the idle timeout of a session."""
 
 from __future__ import annotations
 
@@ -138,3 +139,26 @@ async def test_data_split_across_many_writes(clients) -> None:
         await asyncio.sleep(0)
     assert (await ours.reply())[:3] == b"250"
     assert capture.messages == [b"line one.\r\ndot-stuffed\r\n\r\nend.\r\n"]
+
+
+async def test_idle_session_times_out_and_commands_keep_it_open() -> None:
+    """Ensure each command pushes the idle deadline back and a silent session is closed
+    once the timeout has passed."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: InboundSMTP(Capture(), decode_data=False, timeout=0.4, loop=loop),
+        host="127.0.0.1", port=0,
+    )  # fmt: skip
+    try:
+        client = Client(*await asyncio.open_connection(*server.sockets[0].getsockname()[:2]))
+        await client.reply()
+        for _ in range(6):  # 0.6 s of commands, each within the timeout of the last
+            assert (await client.send(b"NOOP\r\n"))[0][:3] == b"250"
+            await asyncio.sleep(0.1)
+        started = loop.time()
+        assert await asyncio.wait_for(client.reader.read(), 5) == b""  # closed by the server
+        assert 0.25 < loop.time() - started < 2
+        client.writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
