@@ -12,10 +12,9 @@ and a limited account or address is refused before any password is looked
 at; every failure is also answered after a pause.
 
 argon2id is slow on purpose, so a verified password is remembered for a few
-minutes under ``HMAC(server secret, user, password)``: the plain password is
-never stored, and an entry only short-cuts argon2 while the stored hash it was
-verified against is unchanged (a password change or a revoked app password
-takes effect at once). argon2 runs in worker threads of its own.
+minutes (``storage.verified``: under an HMAC, never in plain, and only while
+the hash it was verified against is unchanged). argon2 runs in worker
+threads of its own.
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +41,7 @@ from storage.failure_window import FailureWindow
 from storage.identity import is_temporary_credential
 from storage.models import AppPassword, Domain, Mailbox
 from storage.secrets import dummy_hash, verify_password
+from storage.verified import VerifiedPasswords
 
 SCOPE = "imap"
 # RFC 5321 §4.5.3.1.3 path limit: longer "user names" are not addresses.
@@ -130,8 +128,9 @@ class Authenticator:
         self._now = now
         self._accounts = FailureWindow(self.limits.window_seconds, clock)
         self._addresses = FailureWindow(self.limits.window_seconds, clock)
-        self._verified: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
-        self._lock = threading.Lock()  # the cache is used from worker threads
+        self._verified = VerifiedPasswords(seconds=self.limits.cache_seconds,
+                                           entries=self.limits.cache_entries,
+                                           secret=self._secret, clock=clock)  # fmt: skip
 
     async def login(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
         account_key = "user:" + username.strip().lower()[:MAX_USERNAME]
@@ -219,39 +218,5 @@ class Authenticator:
 
     def _verify(self, account: _Account, username: str, password: str) -> tuple[str, str] | None:
         """The credential label the password matches and its stored hash, or None."""
-        candidates = _credentials(account)
-        key = self._cache_key(account.mailbox_id, username, password)
-        cached = self._cached(key)
-        if cached is not None:
-            for label, stored in candidates:
-                if hmac.compare_digest(stored, cached):
-                    return label, stored
-        for label, stored in candidates:
-            if verify_password(stored, password):
-                self._remember(key, stored)
-                return label, stored
-        return None
-
-    # -- verification cache --------------------------------------------------
-
-    def _cache_key(self, mailbox_id: int, username: str, password: str) -> bytes:
-        material = f"{mailbox_id}\0{username.lower()}\0{password}".encode()
-        return hmac.new(self._secret, material, hashlib.sha256).digest()
-
-    def _cached(self, key: bytes) -> str | None:
-        with self._lock:
-            entry = self._verified.get(key)
-            if entry is None:
-                return None
-            expires, stored = entry
-            if expires <= self._clock():
-                del self._verified[key]
-                return None
-            return stored
-
-    def _remember(self, key: bytes, stored: str) -> None:
-        with self._lock:
-            self._verified[key] = (self._clock() + self.limits.cache_seconds, stored)
-            self._verified.move_to_end(key)
-            while len(self._verified) > self.limits.cache_entries:
-                self._verified.popitem(last=False)
+        return self._verified.verify(account.mailbox_id, username, password,
+                                     _credentials(account))  # fmt: skip

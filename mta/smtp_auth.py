@@ -3,7 +3,9 @@
 A user authenticates with the mailbox's own password or with an app password
 that carries the ``smtp`` scope and is neither revoked nor expired; both are
 argon2id hashes, verified in a worker thread (argon2 is slow on purpose and
-must not stall the event loop). Unknown users are verified against a dummy
+must not stall the event loop) and then remembered for a few minutes
+(``storage.verified``), so a client that connects for every message pays
+for argon2 once, not every time. Unknown users are verified against a dummy
 hash so that they cost the same time. Suspended mailboxes and mailboxes on
 suspended domains are refused, but only after the password verified, so the
 answer never tells a guesser whether an account exists.
@@ -33,6 +35,7 @@ from storage.directory import find_mailbox
 from storage.failure_window import FailureWindow
 from storage.models import AppPassword, Domain
 from storage.secrets import dummy_hash, verify_password
+from storage.verified import VerifiedPasswords
 
 SCOPE = "smtp"
 # RFC 5321 §4.5.3.1.3: a path is at most 256 octets; longer names are not addresses.
@@ -52,6 +55,8 @@ class AuthLimits:
     address_failures: int = 20  # per client IP (NAT shares addresses)
     window_seconds: float = 5 * 60
     failure_delay: float = 1.0  # seconds before a failure is answered
+    cache_seconds: float = 5 * 60  # a verified password skips argon2 this long
+    cache_entries: int = 10_000
 
 
 class AuthRefusal(StrEnum):
@@ -110,6 +115,8 @@ class SMTPAuthenticator:
         self._now = now
         self._accounts = FailureWindow(self.limits.window_seconds, clock)
         self._addresses = FailureWindow(self.limits.window_seconds, clock)
+        self._verified = VerifiedPasswords(seconds=self.limits.cache_seconds,
+                                           entries=self.limits.cache_entries, clock=clock)
 
     async def authenticate(
         self, username: str, password: str, client_ip: str | None
@@ -141,12 +148,12 @@ class SMTPAuthenticator:
         if account is None or not account.hashes:
             verify_password(dummy_hash(), password)
             return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
-        for label, stored in account.hashes:
-            if verify_password(stored, password):
-                if not account.active:
-                    return AuthOutcome(None, AuthRefusal.DISABLED)
-                return AuthOutcome(Principal(account.mailbox_id, account.address, label))
-        return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
+        verified = self._verified.verify(account.mailbox_id, username, password, account.hashes)
+        if verified is None:
+            return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
+        if not account.active:
+            return AuthOutcome(None, AuthRefusal.DISABLED)
+        return AuthOutcome(Principal(account.mailbox_id, account.address, verified[0]))
 
     def _load(self, username: str) -> _Account | None:
         try:
@@ -154,7 +161,7 @@ class SMTPAuthenticator:
         except AddressError:
             return None
         now = self._now()
-        with self.db.session() as session:
+        with self.db.reader() as session:  # a read snapshot: never the write lock
             mailbox = find_mailbox(session, address)
             if mailbox is None:
                 return None

@@ -272,3 +272,20 @@ async def test_failed_auth_rate_limited(tmp_path, sqlite_db) -> None:
         assert codes == [535, 535, 535]
         assert await asyncio.to_thread(attempt, "alice-password-1") == 454
         assert await asyncio.to_thread(attempt, "bob-password-22", "bob@acme.test") == 235
+
+
+async def test_repeat_auth_skips_argon2_until_the_password_changes(stack) -> None:
+    """Ensure an AUTH on a new connection is answered from the verification cache (kept under
+    an HMAC, never the password) and that a changed password ends that at once."""
+    auth = stack.handler.authenticator
+    first = await auth.authenticate("alice@acme.test", "alice-password-1", "127.0.0.1")
+    assert first.principal is not None and len(auth._verified) == 1
+    assert all(b"alice-password-1" not in key for key in auth._verified)
+    again = await auth.authenticate("alice@acme.test", "alice-password-1", "127.0.0.1")
+    assert again.principal == first.principal and len(auth._verified) == 1
+    with stack.db.session() as s:
+        d.get_mailbox(s, "alice@acme.test").password_hash = hash_password("a new one")
+    stale = await auth.authenticate("alice@acme.test", "alice-password-1", "127.0.0.1")
+    assert stale.principal is None and stale.reply.code == 535
+    fresh = await auth.authenticate("alice@acme.test", "a new one", "127.0.0.1")
+    assert fresh.principal is not None
