@@ -1,6 +1,6 @@
 """In-process fan-out of "this mailbox changed" to IMAP sessions.
 
-Deliveries (SMTP worker threads) and other IMAP sessions call ``changed``;
+Deliveries (SMTP, on any thread) and other IMAP sessions call ``changed``;
 a session in IDLE, or between commands, waits on its own :class:`MailboxEvent`
 and then re-syncs its folder. Other processes on the same store are noticed
 by the sessions' periodic poll; this only makes the common case instant.
@@ -59,6 +59,13 @@ class MailboxEvents:
                     event.set()
 
     def changed_threadsafe(self, mailbox_ids: Iterable[int]) -> None:
-        """A delivery (from a worker thread): new files wait in ``new/``."""
-        self.loop.call_soon_threadsafe(
-            lambda ids: self.changed(ids, delivered=True), list(mailbox_ids))  # fmt: skip
+        """A delivery (from any thread): new files wait in ``new/``."""
+        try:
+            here = asyncio.get_running_loop() is self.loop
+        except RuntimeError:  # a thread without a loop
+            here = False
+        if here:  # no wake-up of our own loop through its self-pipe for every message
+            self.changed(mailbox_ids, delivered=True)
+        else:
+            self.loop.call_soon_threadsafe(
+                lambda ids: self.changed(ids, delivered=True), list(mailbox_ids))  # fmt: skip
