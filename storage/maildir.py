@@ -10,7 +10,7 @@ it renamed until then: ``storage.publish``.) File names follow the Maildir++ con
 ``<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`` so other tools read the size
 without a stat, and flags live in the ``:2,`` suffix in ``cur/``.
 
-All functions here block; the servers call them through ``asyncio.to_thread``.
+All functions here block; the servers call them from worker threads (``storage.workers``).
 """
 
 from __future__ import annotations
