@@ -19,6 +19,9 @@ failure is answered after a pause.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +60,8 @@ class AuthLimits:
     failure_delay: float = 1.0  # seconds before a failure is answered
     cache_seconds: float = 5 * 60  # a verified password skips argon2 this long
     cache_entries: int = 10_000
+    # How often a session's login is checked again (a database read) at MAIL.
+    recheck_seconds: float = 30.0
 
 
 class AuthRefusal(StrEnum):
@@ -73,6 +78,7 @@ class Principal:
     mailbox_id: int
     address: str
     credential: str  # "password" or "app-password:<id>"
+    stamp: bytes = b""  # HMAC of the hash it verified against (``still_valid``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +121,10 @@ class SMTPAuthenticator:
         self._now = now
         self._accounts = FailureWindow(self.limits.window_seconds, clock)
         self._addresses = FailureWindow(self.limits.window_seconds, clock)
+        self._secret = secrets.token_bytes(32)
         self._verified = VerifiedPasswords(seconds=self.limits.cache_seconds,
-                                           entries=self.limits.cache_entries, clock=clock)
+                                           entries=self.limits.cache_entries,
+                                           secret=self._secret, clock=clock)  # fmt: skip
 
     async def authenticate(
         self, username: str, password: str, client_ip: str | None
@@ -153,7 +161,25 @@ class SMTPAuthenticator:
             return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
         if not account.active:
             return AuthOutcome(None, AuthRefusal.DISABLED)
-        return AuthOutcome(Principal(account.mailbox_id, account.address, verified[0]))
+        label, stored = verified
+        return AuthOutcome(Principal(account.mailbox_id, account.address, label,
+                                     self._stamp(stored)))  # fmt: skip
+
+    def still_valid(self, principal: Principal) -> bool:
+        """Whether an authenticated session may go on (blocking: a worker thread).
+
+        No longer once the mailbox or its domain is suspended, the password it
+        authenticated with was changed or reset, or its app password was
+        revoked or expired: a new AUTH would fail too.
+        """
+        account = self._load(principal.address)
+        if account is None or account.mailbox_id != principal.mailbox_id or not account.active:
+            return False
+        stored = dict(account.hashes).get(principal.credential)
+        return stored is not None and hmac.compare_digest(self._stamp(stored), principal.stamp)
+
+    def _stamp(self, stored: str) -> bytes:
+        return hmac.new(self._secret, b"stamp\0" + stored.encode(), hashlib.sha256).digest()
 
     def _load(self, username: str) -> _Account | None:
         try:

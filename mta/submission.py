@@ -26,9 +26,10 @@ import logging
 import secrets
 import socket
 import ssl
+import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, getaddresses, make_msgid
@@ -49,6 +50,7 @@ from mta.threads import blocking
 from policy import replies
 from policy.addresses import Address, AddressError
 from policy.sending import SenderFacts, may_send_as, may_send_from
+from storage.db import StorageUnavailable
 from storage.directory import VersionedCache, current_directory_version
 from storage.senders import sender_facts
 
@@ -63,7 +65,6 @@ class SubmissionSettings:
     max_recipients: int = 100
     max_message_bytes: int = 50 * 1024 * 1024
     timeout_seconds: float = 300.0  # RFC 5321 §4.5.3.2.7
-    auth: AuthLimits = field(default_factory=AuthLimits)
     sign_dkim: bool = True
     plaintext_on_loopback: bool = False  # AUTH in clear from 127.0.0.0/8 and ::1
 
@@ -126,6 +127,8 @@ class SubmissionSMTP(InboundSMTP):
         )  # fmt: skip
         if outcome.principal is None:
             return AuthResult(success=False, handled=False, message=str(outcome.reply))
+        if self.session is not None:
+            _recheck_later(self.session, handler.authenticator.limits)
         return AuthResult(success=True, auth_data=outcome.principal, message=str(outcome.reply))
 
 
@@ -135,6 +138,10 @@ def _capture(
     # aiosmtpd's authenticator hook is synchronous; the real (threaded) check
     # happens in ``SubmissionSMTP._verify`` on the credentials captured here.
     return AuthResult(success=True, auth_data=data)
+
+
+def _recheck_later(session: SMTPSession, limits: AuthLimits) -> None:
+    session.mailward_recheck_at = time.monotonic() + limits.recheck_seconds  # type: ignore[attr-defined]
 
 
 def _is_loopback(peer: Any) -> bool:
@@ -226,6 +233,8 @@ class SubmissionHandler:
         principal = _principal(session)
         if principal is None:
             return str(replies.AUTH_REQUIRED)
+        if not await self._login_holds(server, session, principal):
+            return str(replies.AUTH_REVOKED)
         if not address.isascii() and not envelope.smtp_utf8:
             return NON_ASCII_REFUSED
         try:
@@ -245,6 +254,25 @@ class SubmissionHandler:
         envelope.mail_options.extend(mail_options)
         envelope.mailward = _Transaction(Envelope(mail_from=str(sender)), facts, version)  # type: ignore[attr-defined]
         return "250 2.1.0 Sender OK"
+
+    async def _login_holds(
+        self, server: SubmissionSMTP, session: SMTPSession, principal: Principal
+    ) -> bool:
+        """Whether the session's AUTH still holds, checked again at most every
+        ``recheck_seconds``; when it does not, the connection is closed after the reply."""
+        if time.monotonic() < getattr(session, "mailward_recheck_at", 0.0):
+            return True
+        try:
+            valid = await blocking.run(self.authenticator.still_valid, principal)
+        except StorageUnavailable:
+            return True  # the login stands until it can be checked
+        if valid:
+            _recheck_later(session, self.authenticator.limits)
+            return True
+        log.info("ending the session of %s: its login no longer holds", principal.address)
+        if server.transport is not None:  # once the reply is written
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return False
 
     def _facts(self, mailbox_id: int) -> tuple[int, SenderFacts | None]:
         # Building the sender's facts (aliases, delegations) cost more than

@@ -43,6 +43,9 @@ NO_DELIVERABLE_TARGET = SMTPReply(550, "5.1.1", "No deliverable destination for 
 
 # Submission (RFC 6409) and inbound authentication (RFC 7489 §6.7, RFC 7372).
 AUTH_REQUIRED = SMTPReply(530, "5.7.0", "Authentication required")
+# The session's AUTH no longer holds (password changed or reset, app password
+# revoked): the server closes the connection after this reply (RFC 5321 §3.8).
+AUTH_REVOKED = SMTPReply(421, "4.7.0", "Authentication no longer valid, closing connection")
 SENDER_NOT_ALLOWED = SMTPReply(553, "5.7.1", "Sender address not owned by the authenticated user")
 FROM_NOT_ALLOWED = SMTPReply(553, "5.7.1", "From address not owned by the authenticated user")
 ACCOUNT_DISABLED = SMTPReply(550, "5.7.1", "Account disabled, not allowed to send")

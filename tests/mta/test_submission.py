@@ -289,3 +289,43 @@ async def test_repeat_auth_skips_argon2_until_the_password_changes(stack) -> Non
     assert stale.principal is None and stale.reply.code == 535
     fresh = await auth.authenticate("alice@acme.test", "a new one", "127.0.0.1")
     assert fresh.principal is not None
+
+
+@pytest.mark.parametrize("change", ["password", "app-password"])
+async def test_session_ends_when_its_login_no_longer_holds(tmp_path, sqlite_db, change) -> None:
+    """Ensure an authenticated session's next MAIL after a password change (or the revocation
+    of the app password it used) gets 421 and the connection is closed."""
+    seed(sqlite_db, datetime.now(UTC))
+    limits = AuthLimits(failure_delay=0, recheck_seconds=0)
+    async with outbound_stack(tmp_path, sqlite_db, auth=limits, start_queue=False) as stack:
+        password = None
+        if change == "app-password":
+            with stack.db.session() as s:
+                s.add(AppPassword(mailbox_id=d.get_mailbox(s, "alice@acme.test").id,
+                                  name="phone", scopes="smtp", created_at=datetime.now(UTC),
+                                  password_hash=hash_password("phone-app-secret")))  # fmt: skip
+            password = "phone-app-secret"
+
+        def session() -> tuple[dict, int, bytes, bool]:
+            with stack.smtp(password=password) as client:
+                first = client.sendmail("alice@acme.test", ["bob@acme.test"],
+                                        _message("bob@acme.test"))  # fmt: skip
+                with stack.db.session() as s:
+                    mailbox = d.get_mailbox(s, "alice@acme.test")
+                    if change == "password":
+                        mailbox.password_hash = hash_password("changed by a reset")
+                    else:
+                        for app in s.scalars(select(AppPassword)):
+                            app.revoked_at = datetime.now(UTC)
+                code, text = client.mail("alice@acme.test")
+                try:
+                    client.noop()
+                    closed = False
+                except smtplib.SMTPServerDisconnected:
+                    closed = True
+                return first, code, text, closed
+
+        first, code, text, closed = await asyncio.to_thread(session)
+    assert first == {}
+    assert code == 421 and b"no longer valid" in text
+    assert closed
