@@ -187,6 +187,11 @@ class InboundSMTP(SMTP):
     local_part_limit = 64
     _held = b""  # 250 replies not yet written (``push``)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._decode_data:  # ``smtp_DATA`` keeps the message as bytes, as Mailward needs
+            raise ValueError("InboundSMTP takes message data as bytes (decode_data=False)")
+
     async def push(self, status: str | bytes) -> None:
         # RFC 2920 §3.2: replies to pipelined commands may be held back while
         # the next command is already buffered, and must be sent before the
