@@ -20,26 +20,19 @@ threads of its own.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
-
-from sqlalchemy import Select, bindparam, select
 
 from imap.config import LoginLimits
 from imap.workers import Workers
 from policy.addresses import Address, AddressError
-from policy.routing import DomainState, MailboxState
+from storage.credentials import Account, account_by_address, login_holds
 from storage.db import Database
 from storage.failure_window import FailureWindow
 from storage.identity import is_temporary_credential
-from storage.models import AppPassword, Domain, Mailbox
 from storage.secrets import dummy_hash, verify_password
 from storage.verified import VerifiedPasswords
 
@@ -52,18 +45,6 @@ MAX_USERNAME = 256
 # core of a small node: 50 first logins at once waited up to 3.3 s with one
 # thread (40 verifications: 1.8 s with one thread, 0.9 s with two).
 _VERIFIERS = Workers(threads=2, name="imap-argon2")
-
-_ACCOUNT_COLUMNS = (
-    select(Mailbox.id, Mailbox.state, Mailbox.password_hash, Domain.state)
-    .join(Domain, Mailbox.domain_id == Domain.id)
-)
-_ACCOUNT = _ACCOUNT_COLUMNS.where(Domain.name == bindparam("domain"),
-                                  Mailbox.local_part == bindparam("local"))  # fmt: skip
-_ACCOUNT_BY_ID = _ACCOUNT_COLUMNS.where(Mailbox.id == bindparam("mailbox_id"))
-_APP_PASSWORDS = select(
-    AppPassword.id, AppPassword.password_hash, AppPassword.scopes, AppPassword.expires_at
-).where(AppPassword.mailbox_id == bindparam("mailbox_id"), AppPassword.revoked_at.is_(None))
-
 
 class LoginRefusal(StrEnum):
     BAD_CREDENTIALS = "bad-credentials"
@@ -92,23 +73,6 @@ class LoginOutcome:
         return self.principal is not None
 
 
-@dataclass(frozen=True, slots=True)
-class _Account:
-    """What one verification needs, read in one short transaction."""
-
-    mailbox_id: int
-    address: str
-    active: bool
-    password_hash: str | None
-    app_passwords: tuple[tuple[int, str], ...]  # usable (id, hash) pairs
-
-
-def _credentials(account: _Account) -> list[tuple[str, str]]:
-    """What may log in to the account: (credential label, stored argon2id hash)."""
-    found = [("password", account.password_hash)] if account.password_hash else []
-    return found + [(f"app-password:{i}", h) for i, h in account.app_passwords]
-
-
 class Authenticator:
     """Verifies IMAP credentials against the directory; one per server process."""
 
@@ -123,14 +87,13 @@ class Authenticator:
     ) -> None:
         self.db = db
         self.limits = limits or LoginLimits()
-        self._secret = secret or secrets.token_bytes(32)
         self._clock = clock
         self._now = now
         self._accounts = FailureWindow(self.limits.window_seconds, clock)
         self._addresses = FailureWindow(self.limits.window_seconds, clock)
         self._verified = VerifiedPasswords(seconds=self.limits.cache_seconds,
                                            entries=self.limits.cache_entries,
-                                           secret=self._secret, clock=clock)  # fmt: skip
+                                           secret=secret, clock=clock)  # fmt: skip
 
     async def login(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
         account_key = "user:" + username.strip().lower()[:MAX_USERNAME]
@@ -166,7 +129,7 @@ class Authenticator:
             return LoginOutcome(None, LoginRefusal.DISABLED)
         credential, stored = verified
         return LoginOutcome(Principal(account.mailbox_id, account.address, credential,
-                                      self._stamp(stored)))  # fmt: skip
+                                      self._verified.stamp(stored)))  # fmt: skip
 
     def still_valid(self, principal: Principal) -> bool:
         """Whether a logged-in session may go on (blocking: a worker thread).
@@ -175,48 +138,22 @@ class Authenticator:
         logged in with was changed or reset, or its app password was revoked
         or expired: the session is then ended, as a new login would fail.
         """
-        account = self._read(_ACCOUNT_BY_ID, {"mailbox_id": principal.mailbox_id},
-                             principal.address)  # fmt: skip
-        if account is None or not account.active:
-            return False
-        stored = dict(_credentials(account)).get(principal.credential)
-        return stored is not None and hmac.compare_digest(self._stamp(stored), principal.stamp)
+        return login_holds(self.db, self._verified, mailbox_id=principal.mailbox_id,
+                           address=principal.address, credential=principal.credential,
+                           stamp=principal.stamp, scope=SCOPE, now=self._now())  # fmt: skip
 
-    def _stamp(self, stored: str) -> bytes:
-        return hmac.new(self._secret, b"stamp\0" + stored.encode(), hashlib.sha256).digest()
-
-    def _load(self, username: str) -> _Account | None:
+    def _load(self, username: str) -> Account | None:
         try:
             address = Address.parse(username, utf8=True)
         except AddressError:
             return None
-        return self._read(_ACCOUNT, {"domain": address.domain, "local": address.local},
-                          str(address))  # fmt: skip
-
-    def _read(self, query: Select[Any], params: dict[str, Any], address: str) -> _Account | None:
-        now = self._now()
-        # A read snapshot: a login never waits for (or holds up) a writer.
-        with self.db.reader() as session:
-            conn = session.connection()
-            row = conn.execute(query, params).first()
-            if row is None:
-                return None
-            mailbox_id, state, password_hash, domain_state = row
-            apps = conn.execute(_APP_PASSWORDS, {"mailbox_id": mailbox_id}).all()
-        usable = tuple(
-            (app_id, hashed)
-            for app_id, hashed, scopes, expires_at in apps
-            if SCOPE in {s.strip() for s in scopes.split(",")}
-            and (expires_at is None or expires_at > now)
-        )
-        active = state == MailboxState.ACTIVE and domain_state != DomainState.SUSPENDED
-        return _Account(mailbox_id, address, active, password_hash, usable)
+        return account_by_address(self.db, address, SCOPE, self._now())
 
     def _temporary(self, mailbox_id: int, password: str) -> bool:
         with self.db.reader() as session:
             return is_temporary_credential(session, mailbox_id, password, self._now())
 
-    def _verify(self, account: _Account, username: str, password: str) -> tuple[str, str] | None:
+    def _verify(self, account: Account, username: str, password: str) -> tuple[str, str] | None:
         """The credential label the password matches and its stored hash, or None."""
         return self._verified.verify(account.mailbox_id, username, password,
-                                     _credentials(account))  # fmt: skip
+                                     account.credentials())  # fmt: skip

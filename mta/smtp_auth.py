@@ -19,24 +19,17 @@ failure is answered after a pause.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import select
-
 from policy.addresses import Address, AddressError
 from policy.replies import SMTPReply
-from policy.routing import DomainState, MailboxState
+from storage.credentials import Account, account_by_address, login_holds
 from storage.db import Database
-from storage.directory import find_mailbox
 from storage.failure_window import FailureWindow
-from storage.models import AppPassword, Domain
 from storage.secrets import dummy_hash, verify_password
 from storage.verified import VerifiedPasswords
 
@@ -97,14 +90,6 @@ class AuthOutcome:
         }[self.refusal]
 
 
-@dataclass(frozen=True, slots=True)
-class _Account:
-    mailbox_id: int
-    address: str
-    active: bool
-    hashes: tuple[tuple[str, str], ...]  # (credential label, argon2id hash)
-
-
 class SMTPAuthenticator:
     """One per process; shared by the 587 and 465 listeners."""
 
@@ -121,10 +106,8 @@ class SMTPAuthenticator:
         self._now = now
         self._accounts = FailureWindow(self.limits.window_seconds, clock)
         self._addresses = FailureWindow(self.limits.window_seconds, clock)
-        self._secret = secrets.token_bytes(32)
         self._verified = VerifiedPasswords(seconds=self.limits.cache_seconds,
-                                           entries=self.limits.cache_entries,
-                                           secret=self._secret, clock=clock)  # fmt: skip
+                                           entries=self.limits.cache_entries, clock=clock)
 
     async def authenticate(
         self, username: str, password: str, client_ip: str | None
@@ -153,17 +136,18 @@ class SMTPAuthenticator:
 
     def _check(self, username: str, password: str) -> AuthOutcome:
         account = self._load(username) if len(username) <= MAX_USERNAME else None
-        if account is None or not account.hashes:
+        credentials = account.credentials() if account is not None else []
+        if account is None or not credentials:
             verify_password(dummy_hash(), password)
             return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
-        verified = self._verified.verify(account.mailbox_id, username, password, account.hashes)
+        verified = self._verified.verify(account.mailbox_id, username, password, credentials)
         if verified is None:
             return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
         if not account.active:
             return AuthOutcome(None, AuthRefusal.DISABLED)
         label, stored = verified
         return AuthOutcome(Principal(account.mailbox_id, account.address, label,
-                                     self._stamp(stored)))  # fmt: skip
+                                     self._verified.stamp(stored)))  # fmt: skip
 
     def still_valid(self, principal: Principal) -> bool:
         """Whether an authenticated session may go on (blocking: a worker thread).
@@ -172,38 +156,13 @@ class SMTPAuthenticator:
         authenticated with was changed or reset, or its app password was
         revoked or expired: a new AUTH would fail too.
         """
-        account = self._load(principal.address)
-        if account is None or account.mailbox_id != principal.mailbox_id or not account.active:
-            return False
-        stored = dict(account.hashes).get(principal.credential)
-        return stored is not None and hmac.compare_digest(self._stamp(stored), principal.stamp)
+        return login_holds(self.db, self._verified, mailbox_id=principal.mailbox_id,
+                           address=principal.address, credential=principal.credential,
+                           stamp=principal.stamp, scope=SCOPE, now=self._now())  # fmt: skip
 
-    def _stamp(self, stored: str) -> bytes:
-        return hmac.new(self._secret, b"stamp\0" + stored.encode(), hashlib.sha256).digest()
-
-    def _load(self, username: str) -> _Account | None:
+    def _load(self, username: str) -> Account | None:
         try:
             address = Address.parse(username, utf8=True)
         except AddressError:
             return None
-        now = self._now()
-        with self.db.reader() as session:  # a read snapshot: never the write lock
-            mailbox = find_mailbox(session, address)
-            if mailbox is None:
-                return None
-            domain = session.get(Domain, mailbox.domain_id)
-            hashes: list[tuple[str, str]] = []
-            if mailbox.password_hash:
-                hashes.append(("password", mailbox.password_hash))
-            for row in session.scalars(
-                select(AppPassword).where(
-                    AppPassword.mailbox_id == mailbox.id, AppPassword.revoked_at.is_(None)
-                ).order_by(AppPassword.id)
-            ):
-                scopes = {s.strip() for s in row.scopes.split(",")}
-                if SCOPE in scopes and (row.expires_at is None or row.expires_at > now):
-                    hashes.append((f"app-password:{row.id}", row.password_hash))
-            active = mailbox.state == MailboxState.ACTIVE and (
-                domain is not None and domain.state != DomainState.SUSPENDED
-            )
-            return _Account(mailbox.id, str(address), active, tuple(hashes))
+        return account_by_address(self.db, address, SCOPE, self._now())

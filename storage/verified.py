@@ -67,6 +67,17 @@ class VerifiedPasswords:
                 return label, stored
         return None
 
+    def stamp(self, stored: str) -> bytes:
+        """A keyed digest of a stored hash: what a session keeps to show later which
+        hash its login verified against (the hash itself stays in the database)."""
+        return hmac.new(self._secret, b"stamp\0" + stored.encode(), hashlib.sha256).digest()
+
+    def still_holds(self, credentials: Sequence[Credential], label: str, stamp: bytes) -> bool:
+        """Whether the credential a session logged in with is still among ``credentials``
+        with the same hash (not changed, reset or revoked since)."""
+        stored = dict(credentials).get(label)
+        return stored is not None and hmac.compare_digest(self.stamp(stored), stamp)
+
     def _key(self, mailbox_id: int, username: str, password: str) -> bytes:
         material = f"{mailbox_id}\0{username.lower()}\0{password}".encode()
         return hmac.new(self._secret, material, hashlib.sha256).digest()
