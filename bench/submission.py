@@ -30,8 +30,12 @@ MW_SUBMISSION, REF_SUBMISSION = 4587, 5870
 SENDER = "user1@client-a.test"
 
 
-def submit(port: int, messages: int, concurrency: int, maildir_root: Path, label: str) -> dict:
+def submit(port: int, messages: int, concurrency: int, maildir_root: Path, label: str,
+           per_connection: int = 0) -> dict:  # fmt: skip
+    """One load; ``per_connection`` > 0 reconnects (and authenticates) after that many."""
     auth = ["--auth", f"{SENDER}:{REFERENCE_PASSWORD}", "--mail-from", SENDER]
+    if per_connection:
+        auth += ["--msgs-per-conn", str(per_connection)]
     return run.smtp_load(port, messages, concurrency, maildir_root, label,
                          rcpt_domain="client-b.test", extra=auth)  # fmt: skip
 
@@ -44,6 +48,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/mailward-bench-submission"))
     ap.add_argument("--workers", type=int, nargs="+", default=[1],
                     help="[smtp] workers settings to run, each in every repetition")
+    ap.add_argument("--msgs-per-conn", type=int, default=0,
+                    help="reconnect and AUTH again after this many messages (0: never), "
+                         "as phones that open a connection per message do")
     args = ap.parse_args()
     rows: dict[str, list[float]] = {}
 
@@ -61,7 +68,8 @@ def main() -> None:
                 run.wait_port(MW_SUBMISSION)
                 cpu0 = mw.cpu_seconds()
                 res = submit(MW_SUBMISSION, args.messages, conc,
-                             args.work / "mailward" / "mail" / "client-b.test", "mailward")
+                             args.work / "mailward" / "mail" / "client-b.test", "mailward",
+                             args.msgs_per_conn)
                 results[workers] = res
                 add(f"{label} submitted+delivered msg/s c={conc}", res.get("delivered_rate"))
                 add(f"{label} submit p99 ms c={conc}", res["lat_ms"]["p99"])
@@ -73,7 +81,8 @@ def main() -> None:
                 subprocess.run([str(run.SHARED / "reference" / "start.sh"), "--fresh"],
                                check=True, capture_output=True)  # fmt: skip
                 ref = submit(REF_SUBMISSION, args.messages, conc,
-                             run.REF_ROOT / "mail" / "client-b.test", "reference")
+                             run.REF_ROOT / "mail" / "client-b.test", "reference",
+                             args.msgs_per_conn)
                 add(f"reference submitted+delivered msg/s c={conc}", ref.get("delivered_rate"))
                 add(f"reference submit p99 ms c={conc}", ref["lat_ms"]["p99"])
                 for workers, res in results.items():
@@ -81,7 +90,8 @@ def main() -> None:
                         add(f"ratio mailward w={workers} / reference c={conc}",
                             res["delivered_rate"] / ref["delivered_rate"])  # fmt: skip
     print(f"# Mailward submission bench {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, "
-          f"{os.cpu_count()} cores, {args.messages} x 4 KiB, medians of {args.reps}")
+          f"{os.cpu_count()} cores, {args.messages} x 4 KiB, medians of {args.reps}"
+          + (f", a connection per {args.msgs_per_conn} message(s)" if args.msgs_per_conn else ""))
     for name, values in rows.items():
         print(f"{name:<48} {statistics.median(values):>10.2f}   "
               f"({min(values):.2f}..{max(values):.2f}, n={len(values)})")
