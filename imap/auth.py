@@ -28,17 +28,13 @@ from enum import StrEnum
 
 from imap.config import LoginLimits
 from imap.workers import Workers
-from policy.addresses import Address, AddressError
-from storage.credentials import Account, account_by_address, login_holds
+from storage.credentials import MAX_USERNAME, Principal, login_holds, verify_login
 from storage.db import Database
 from storage.failure_window import FailureWindow
 from storage.identity import is_temporary_credential
-from storage.secrets import dummy_hash, verify_password
 from storage.verified import VerifiedPasswords
 
 SCOPE = "imap"
-# RFC 5321 §4.5.3.1.3 path limit: longer "user names" are not addresses.
-MAX_USERNAME = 256
 # argon2id takes about 64 ms of one core and 19 MiB here (storage/secrets.py):
 # verifications run in threads of their own, so that a burst of logins (every
 # client after a restart) never queues storage work, and two at a time, one per
@@ -51,16 +47,6 @@ class LoginRefusal(StrEnum):
     RATE_LIMITED = "rate-limited"
     DISABLED = "disabled"  # suspended or not yet activated mailbox, suspended domain
     TEMPORARY_ONLY = "temporary-only"  # a helpdesk reset credential: it only sets a password
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    mailbox_id: int
-    address: str
-    credential: str  # "password" or "app-password:<id>"
-    # A keyed digest of the stored hash the login verified against: a
-    # password change or reset replaces that hash (``still_valid``).
-    stamp: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +102,17 @@ class Authenticator:
     # -- worker thread -------------------------------------------------------
 
     def _check(self, username: str, password: str) -> LoginOutcome:
-        account = self._load(username) if len(username) <= MAX_USERNAME else None
-        if account is None:
-            verify_password(dummy_hash(), password)
-            return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
-        verified = self._verify(account, username, password)
-        if verified is None:
-            if not account.password_hash and self._temporary(account.mailbox_id, password):
+        account, principal = verify_login(self.db, self._verified, username, password, SCOPE,
+                                          self._now())  # fmt: skip
+        if principal is None:
+            if (account is not None and not account.password_hash
+                    and self._temporary(account.mailbox_id, password)):  # fmt: skip
                 return LoginOutcome(None, LoginRefusal.TEMPORARY_ONLY)
             return LoginOutcome(None, LoginRefusal.BAD_CREDENTIALS)
+        assert account is not None
         if not account.active:
             return LoginOutcome(None, LoginRefusal.DISABLED)
-        credential, stored = verified
-        return LoginOutcome(Principal(account.mailbox_id, account.address, credential,
-                                      self._verified.stamp(stored)))  # fmt: skip
+        return LoginOutcome(principal)
 
     def still_valid(self, principal: Principal) -> bool:
         """Whether a logged-in session may go on (blocking: a worker thread).
@@ -138,22 +121,8 @@ class Authenticator:
         logged in with was changed or reset, or its app password was revoked
         or expired: the session is then ended, as a new login would fail.
         """
-        return login_holds(self.db, self._verified, mailbox_id=principal.mailbox_id,
-                           address=principal.address, credential=principal.credential,
-                           stamp=principal.stamp, scope=SCOPE, now=self._now())  # fmt: skip
-
-    def _load(self, username: str) -> Account | None:
-        try:
-            address = Address.parse(username, utf8=True)
-        except AddressError:
-            return None
-        return account_by_address(self.db, address, SCOPE, self._now())
+        return login_holds(self.db, self._verified, principal, SCOPE, self._now())
 
     def _temporary(self, mailbox_id: int, password: str) -> bool:
         with self.db.reader() as session:
             return is_temporary_credential(session, mailbox_id, password, self._now())
-
-    def _verify(self, account: Account, username: str, password: str) -> tuple[str, str] | None:
-        """The credential label the password matches and its stored hash, or None."""
-        return self._verified.verify(account.mailbox_id, username, password,
-                                     account.credentials())  # fmt: skip

@@ -26,7 +26,6 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from imap.auth import Principal
 from imap.events import MailboxEvent
 from imap.ops import (
     Completion,
@@ -54,6 +53,7 @@ from imap.proto.responses import (
     untagged_status,
 )
 from imap.workers import run_blocking, run_index
+from storage.credentials import Principal
 from storage.db import StorageUnavailable
 from storage.folder_names import FolderNameError
 from storage.mailindex import FolderExists, FolderMissing, FolderState

@@ -25,17 +25,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from policy.addresses import Address, AddressError
 from policy.replies import SMTPReply
-from storage.credentials import Account, account_by_address, login_holds
+from storage.credentials import MAX_USERNAME, Principal, login_holds, verify_login
 from storage.db import Database
 from storage.failure_window import FailureWindow
-from storage.secrets import dummy_hash, verify_password
 from storage.verified import VerifiedPasswords
 
 SCOPE = "smtp"
-# RFC 5321 §4.5.3.1.3: a path is at most 256 octets; longer names are not addresses.
-MAX_USERNAME = 256
 
 # RFC 4954 §6 replies.
 AUTH_OK = SMTPReply(235, "2.7.0", "Authentication successful")
@@ -62,16 +58,6 @@ class AuthRefusal(StrEnum):
     RATE_LIMITED = "rate-limited"
     DISABLED = "disabled"
     UNAVAILABLE = "unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who an SMTP session authenticated as; ``session.auth_data`` holds it."""
-
-    mailbox_id: int
-    address: str
-    credential: str  # "password" or "app-password:<id>"
-    stamp: bytes = b""  # HMAC of the hash it verified against (``still_valid``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,19 +121,14 @@ class SMTPAuthenticator:
     # -- worker thread -------------------------------------------------------
 
     def _check(self, username: str, password: str) -> AuthOutcome:
-        account = self._load(username) if len(username) <= MAX_USERNAME else None
-        credentials = account.credentials() if account is not None else []
-        if account is None or not credentials:
-            verify_password(dummy_hash(), password)
+        account, principal = verify_login(self.db, self._verified, username, password, SCOPE,
+                                          self._now())  # fmt: skip
+        if principal is None:
             return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
-        verified = self._verified.verify(account.mailbox_id, username, password, credentials)
-        if verified is None:
-            return AuthOutcome(None, AuthRefusal.BAD_CREDENTIALS)
+        assert account is not None
         if not account.active:
             return AuthOutcome(None, AuthRefusal.DISABLED)
-        label, stored = verified
-        return AuthOutcome(Principal(account.mailbox_id, account.address, label,
-                                     self._verified.stamp(stored)))  # fmt: skip
+        return AuthOutcome(principal)
 
     def still_valid(self, principal: Principal) -> bool:
         """Whether an authenticated session may go on (blocking: a worker thread).
@@ -156,13 +137,4 @@ class SMTPAuthenticator:
         authenticated with was changed or reset, or its app password was
         revoked or expired: a new AUTH would fail too.
         """
-        return login_holds(self.db, self._verified, mailbox_id=principal.mailbox_id,
-                           address=principal.address, credential=principal.credential,
-                           stamp=principal.stamp, scope=SCOPE, now=self._now())  # fmt: skip
-
-    def _load(self, username: str) -> Account | None:
-        try:
-            address = Address.parse(username, utf8=True)
-        except AddressError:
-            return None
-        return account_by_address(self.db, address, SCOPE, self._now())
+        return login_holds(self.db, self._verified, principal, SCOPE, self._now())

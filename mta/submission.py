@@ -45,11 +45,12 @@ from mta.dkim_keys import KeyStore
 from mta.inbound import NON_ASCII_REFUSED, InboundSMTP, with_pipelining
 from mta.message import header_block
 from mta.relay import decide_outside_directory
-from mta.smtp_auth import AuthLimits, Principal, SMTPAuthenticator
+from mta.smtp_auth import AuthLimits, SMTPAuthenticator
 from mta.threads import blocking
 from policy import replies
 from policy.addresses import Address, AddressError
 from policy.sending import SenderFacts, may_send_as, may_send_from
+from storage.credentials import Principal
 from storage.db import StorageUnavailable
 from storage.directory import VersionedCache, current_directory_version
 from storage.senders import sender_facts

@@ -16,10 +16,11 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, select
 
-from policy.addresses import Address
+from policy.addresses import Address, AddressError
 from policy.routing import DomainState, MailboxState
 from storage.db import Database
 from storage.models import AppPassword, Domain, Mailbox
+from storage.secrets import dummy_hash, verify_password
 from storage.verified import VerifiedPasswords
 
 _ACCOUNT_COLUMNS = (
@@ -33,6 +34,22 @@ _APP_PASSWORDS = select(
     AppPassword.id, AppPassword.password_hash, AppPassword.scopes, AppPassword.expires_at
 ).where(AppPassword.mailbox_id == bindparam("mailbox_id"), AppPassword.revoked_at.is_(None)
         ).order_by(AppPassword.id)
+
+
+# RFC 5321 §4.5.3.1.3: a path is at most 256 octets; longer names are not addresses.
+MAX_USERNAME = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a session logged in as (IMAP LOGIN, SMTP AUTH), and with what."""
+
+    mailbox_id: int
+    address: str
+    credential: str  # "password" or "app-password:<id>"
+    # A keyed digest of the stored hash the login verified against: a password
+    # change or reset replaces that hash (``login_holds``).
+    stamp: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +99,43 @@ def _read(db: Database, query: Select[Any], params: dict[str, Any], address: str
     return Account(mailbox_id, address, active, password_hash, usable)
 
 
-def login_holds(db: Database, verified: VerifiedPasswords, *, mailbox_id: int, address: str,
-                credential: str, stamp: bytes, scope: str, now: datetime) -> bool:  # fmt: skip
+def verify_login(db: Database, verified: VerifiedPasswords, username: str, password: str,
+                 scope: str, now: datetime) -> tuple[Account | None, Principal | None]:  # fmt: skip
+    """The account a user name names and, when the password matches one of its
+    credentials, who logged in (blocking: argon2 on a cache miss).
+
+    A name that is no address, an unknown account or one without credentials
+    costs a verification against a dummy hash all the same, so a guesser
+    cannot tell them apart by the time an answer takes. Whether the account
+    is active is left to the caller, to be checked only after the password.
+    """
+    account = _named(db, username, scope, now)
+    credentials = account.credentials() if account is not None else []
+    if account is None or not credentials:
+        verify_password(dummy_hash(), password)
+        return account, None
+    found = verified.verify(account.mailbox_id, username, password, credentials)
+    if found is None:
+        return account, None
+    label, stored = found
+    return account, Principal(account.mailbox_id, account.address, label, verified.stamp(stored))
+
+
+def _named(db: Database, username: str, scope: str, now: datetime) -> Account | None:
+    if len(username) > MAX_USERNAME:
+        return None
+    try:
+        address = Address.parse(username, utf8=True)
+    except AddressError:
+        return None
+    return account_by_address(db, address, scope, now)
+
+
+def login_holds(db: Database, verified: VerifiedPasswords, principal: Principal, scope: str,
+                now: datetime) -> bool:  # fmt: skip
     """Whether a session's login would still succeed (blocking): the mailbox and its
     domain active, and the credential it used unchanged, not revoked, not expired."""
-    account = account_by_id(db, mailbox_id, address, scope, now)
+    account = account_by_id(db, principal.mailbox_id, principal.address, scope, now)
     return (account is not None and account.active
-            and verified.still_holds(account.credentials(), credential, stamp))  # fmt: skip
+            and verified.still_holds(account.credentials(), principal.credential,
+                                     principal.stamp))  # fmt: skip
