@@ -217,7 +217,8 @@ class Session:
     # -- dispatch ----------------------------------------------------------------
 
     async def dispatch(self, command: Command) -> None:
-        await self.recheck_login()
+        if self.login_recheck_due():  # a clock read per command, a coroutine only when due
+            await self.recheck_login()
         if self.state not in command.states:
             text = f"{command.name} is not allowed {_STATE_NAMES[self.state]}"
             self.send(tagged(command.tag, Status.BAD, text))
@@ -239,12 +240,16 @@ class Session:
             assert self.tls_context is not None
             await self.conn.start_tls(self.tls_context)
 
+    def login_recheck_due(self) -> bool:
+        return self.principal is not None and time.monotonic() >= self._login_recheck_at
+
     async def recheck_login(self) -> None:
         """End the session if its login no longer holds: the password was changed
         or reset, the app password revoked, the mailbox or domain suspended.
         Checked at most once per ``recheck_login`` seconds (a database read)."""
-        if self.principal is None or time.monotonic() < self._login_recheck_at:
+        if not self.login_recheck_due():
             return
+        assert self.principal is not None
         self._login_recheck_at = time.monotonic() + self.ctx.settings.recheck_login
         try:
             valid = await run_blocking(self.ctx.authenticator.still_valid, self.principal)
