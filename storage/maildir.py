@@ -107,11 +107,12 @@ def unique_name(data: bytes) -> str:
             f"S={len(data)},W={crlf_size(data)}")  # fmt: skip
 
 
-def size_in_name(name: str) -> int | None:
-    """The S= size a file name promises, if it has one."""
+def size_in_name(name: str, tag: str = "S") -> int | None:
+    """The size a file name promises under ``tag`` (S= on disk, W= with CRLF), if any."""
+    prefix = tag + "="
     for field in name.split(":", 1)[0].split(",")[1:]:
-        if field.startswith("S=") and field[2:].isdigit():
-            return int(field[2:])
+        if field.startswith(prefix) and field[len(prefix):].isdigit():
+            return int(field[len(prefix):])
     return None
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from storage import maildir
 from storage.mailindex_state import list_dir, split_name
 
-_WIRE = re.compile(r",W=(\d+)")
 _SIZE_TAGS = re.compile(r",[SW]=\d+")
 _copy_counter = itertools.count(1)
 
@@ -43,7 +42,9 @@ def sizes(base: str, path: Path, stat: stat_result) -> tuple[int, int]:
     size = maildir.size_in_name(base)
     if size is None:
         size = stat.st_size
-    wire = int(m.group(1)) if (m := _WIRE.search(base)) else maildir.crlf_size(path.read_bytes())
+    wire = maildir.size_in_name(base, "W")
+    if wire is None:
+        wire = maildir.crlf_size(path.read_bytes())
     return size, wire
 
 
