@@ -27,20 +27,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from imap.config import LoginLimits
-from imap.workers import Workers
 from storage.credentials import MAX_USERNAME, Principal, login_holds, verify_login
 from storage.db import Database
 from storage.failure_window import FailureWindow
 from storage.identity import is_temporary_credential
-from storage.verified import VerifiedPasswords
+from storage.verified import VERIFIERS, VerifiedPasswords
 
 SCOPE = "imap"
-# argon2id takes about 64 ms of one core and 19 MiB here (storage/secrets.py):
-# verifications run in threads of their own, so that a burst of logins (every
-# client after a restart) never queues storage work, and two at a time, one per
-# core of a small node: 50 first logins at once waited up to 3.3 s with one
-# thread (40 verifications: 1.8 s with one thread, 0.9 s with two).
-_VERIFIERS = Workers(threads=2, name="imap-argon2")
 
 class LoginRefusal(StrEnum):
     BAD_CREDENTIALS = "bad-credentials"
@@ -90,7 +83,7 @@ class Authenticator:
         ):
             await asyncio.sleep(self.limits.failure_delay)
             return LoginOutcome(None, LoginRefusal.RATE_LIMITED)
-        outcome = await _VERIFIERS.run(self._check, username, password)
+        outcome = await VERIFIERS.run(self._check, username, password)
         if outcome.refusal is LoginRefusal.BAD_CREDENTIALS:
             self._accounts.add(account_key)
             self._addresses.add(address_key)

@@ -29,7 +29,7 @@ from policy.replies import SMTPReply
 from storage.credentials import MAX_USERNAME, Principal, login_holds, verify_login
 from storage.db import Database
 from storage.failure_window import FailureWindow
-from storage.verified import VerifiedPasswords
+from storage.verified import VERIFIERS, VerifiedPasswords
 
 SCOPE = "smtp"
 
@@ -107,7 +107,7 @@ class SMTPAuthenticator:
             await asyncio.sleep(self.limits.failure_delay)
             return AuthOutcome(None, AuthRefusal.RATE_LIMITED)
         try:
-            outcome = await asyncio.to_thread(self._check, username, password)
+            outcome = await VERIFIERS.run(self._check, username, password)
         except Exception:
             return AuthOutcome(None, AuthRefusal.UNAVAILABLE)
         if outcome.refusal is AuthRefusal.BAD_CREDENTIALS:
