@@ -40,7 +40,7 @@ from sqlalchemy import bindparam, delete, insert, select
 from storage.committer import GroupCommitter
 from storage.db import Database, StorageUnavailable
 from storage.ledger import Statement, Tx
-from storage.maildir import StagedMessage, fsync_dir, size_in_name
+from storage.maildir import StagedMessage, fsync_dir, size_in_name, sync_directories
 from storage.models import UnpublishedCopy
 
 log = logging.getLogger("mailward.publish")
@@ -113,17 +113,12 @@ class Publisher:
     def sync(self) -> None:
         with self._lock:
             renamed, self._renamed = self._renamed, []
-        synced: set[Path] = set()
-        for directory in {msg.new_path.parent for msg in renamed}:
-            try:
-                fsync_dir(directory)
-            except OSError:
-                # Its rows stay: the next start checks those copies. (A Maildir
-                # removed since, with its mailbox, is the usual cause.)
-                log.warning("could not fsync %s; recovery at the next start will check",
-                            directory, exc_info=True)  # fmt: skip
-                continue
-            synced.add(directory)
+        synced, failed = sync_directories({msg.new_path.parent for msg in renamed})
+        for directory, error in failed.items():
+            # Its rows stay: the next start checks those copies. (A Maildir
+            # removed since, with its mailbox, is the usual cause.)
+            log.warning("could not sync %s (%s); recovery at the next start will check",
+                        directory, error)  # fmt: skip
         names = [msg.new_path.name for msg in renamed if msg.new_path.parent in synced]
         if not names:
             return

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.maildir import Maildir, commit, discard, mailbox_path
+from storage import maildir as maildir_module
+from storage.maildir import Maildir, commit, discard, mailbox_path, sync_directories
 
 MESSAGE = b"From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -144,3 +145,57 @@ def test_mailbox_path_refuses_unsafe_names(tmp_path: Path, domain: str, local_pa
     """Ensure names that escape or alias the mail root are refused."""
     with pytest.raises(ValueError, match="unsafe"):
         mailbox_path(tmp_path, domain, local_part)
+
+
+def _boxes(root: Path, count: int) -> list[Path]:
+    dirs = []
+    for i in range(count):
+        box = Maildir(root / "acme.test" / f"user{i}")
+        box.ensure()
+        dirs.append(box.path / "new")
+    return dirs
+
+
+@pytest.mark.skipif(maildir_module._syncfs is None, reason="this C library has no syncfs(2)")
+def test_sync_directories_syncs_a_file_system_once_however_many_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dirs = _boxes(tmp_path, 5)
+    real, calls = maildir_module._syncfs, []
+
+    def counted(fd: int) -> int:
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(maildir_module, "_syncfs", counted)
+    fsyncs: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(fd))
+    synced, failed = sync_directories(dirs)
+    assert synced == set(dirs) and failed == {}
+    assert len(calls) == 1 and fsyncs == []  # one syncfs, no fsync per directory
+
+
+def test_sync_directories_reports_the_ones_that_are_gone(tmp_path: Path) -> None:
+    dirs = _boxes(tmp_path, 3)
+    gone = dirs[1]
+    gone.rmdir()
+    synced, failed = sync_directories(dirs)
+    assert synced == {dirs[0], dirs[2]}
+    assert set(failed) == {gone} and isinstance(failed[gone], FileNotFoundError)
+
+
+def test_sync_directories_fsyncs_each_without_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dirs = _boxes(tmp_path, 3)
+    monkeypatch.setattr(maildir_module, "_syncfs", None)  # a C library without it
+    real_fsync, fsynced = os.fsync, []
+
+    def counted(fd: int) -> None:
+        fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    synced, failed = sync_directories(dirs)
+    assert synced == set(dirs) and failed == {}
+    assert sorted(fsynced) == sorted(str(d) for d in dirs)
