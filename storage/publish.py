@@ -7,8 +7,10 @@ for the disk on every message, after the file's and the commit's.
 
 Instead the delivery's own transaction also records each copy here (its
 file name, Maildir and node). The client gets 250 right after the rename; a
-background thread fsyncs the directories renamed into since its last round
-(every ``SYNC_INTERVAL_SECONDS``) and only then deletes their rows. After a
+background thread makes the renames since its last round durable (every
+``SYNC_INTERVAL_SECONDS``: one ``syncfs`` per file system where the C library
+has it, else an fsync per directory; see ``maildir.sync_directories``) and
+only then deletes their rows. After a
 crash, ``recover`` runs before the servers start and publishes whatever
 this node's rows still find in ``tmp/``. So a 250 still means the message is
 on disk and will be in the mailbox; at worst the rename is redone at start.
