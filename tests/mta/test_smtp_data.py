@@ -11,6 +11,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from mta.inbound import InboundSMTP
+from mta.smtp_data import DATA_BUFFER, Refusal, read_data
 
 SIZE_LIMIT = 3000
 
@@ -124,6 +125,37 @@ async def test_data_limits_refuse_and_session_goes_on(clients) -> None:
         (reply,) = await ours.send(data + b".\r\n")
         assert reply[:3] == code, reply
     assert capture.messages == [b"short\r\n"]
+
+
+async def test_data_beyond_the_read_buffer_and_command_limit_after_it(clients) -> None:
+    """Ensure data larger than the stream's buffer during DATA (``DATA_BUFFER``) gets the
+    same reply as from aiosmtpd, with the next final dot found, and that the command line
+    limit holds again after DATA: a 2,000-octet command is refused, the session goes on."""
+    (theirs, _), (ours, capture) = clients
+    big = (b"z" * 998 + b"\r\n") * (3 * DATA_BUFFER // 1000)
+    replies = []
+    for client in (theirs, ours):
+        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n", 3)
+        (reply,) = await client.send(big + b".\r\n")
+        replies.append(reply)
+        (long_command,) = await client.send(b"NOOP " + b"n" * 2000 + b"\r\n")
+        assert long_command.startswith(b"500 Command line too long"), long_command
+        (noop,) = await client.send(b"NOOP\r\n")
+        assert noop[:3] == b"250"
+    assert replies[0] == replies[1] and replies[1][:3] == b"552"
+    await ours.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n", 3)
+    (reply,) = await ours.send(b"after\r\n.\r\n")
+    assert reply[:3] == b"250" and capture.messages == [b"after\r\n"]
+
+
+async def test_read_data_leaves_the_stream_limit_as_it_found_it() -> None:
+    """Ensure the larger buffer is for DATA only: afterwards the stream holds the command
+    line limit again (it bounds what a client can make the server buffer)."""
+    reader = asyncio.StreamReader(limit=1001)
+    reader.feed_data(b"x" * 5000 + b"\r\n.\r\nNOOP\r\n")
+    assert await read_data(reader, size_limit=None, line_limit=1001) is Refusal.LINE_TOO_LONG
+    assert reader._limit == 1001
+    assert await reader.readuntil(b"\n") == b"NOOP\r\n"
 
 
 async def test_data_split_across_many_writes(clients) -> None:
