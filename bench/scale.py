@@ -342,9 +342,11 @@ def imap_mailward(data: Path, args: argparse.Namespace, level: Level, notes: lis
         restart_rss = mw.peak_rss_mib()
         reset_peak_rss(mw)  # the timed run's peak, not the warm-up's (argon2: 64 MiB each)
         cpu0 = mw.cpu_seconds()
-        res = imap_compare.run_load(
-            run.MW_IMAP, imap_args(args.imap_users, level.concurrency, level.load, 0), "mailward"
-        )
+        with run.PeakPss(lambda: [mw.popen.pid]) as pss:
+            res = imap_compare.run_load(
+                run.MW_IMAP, imap_args(args.imap_users, level.concurrency, level.load, 0),
+                "mailward",
+            )  # fmt: skip
         cpu = mw.cpu_seconds() - cpu0
         rss = mw.peak_rss_mib()
         if died(mw, f"imap c={level.concurrency}", notes):
@@ -352,7 +354,8 @@ def imap_mailward(data: Path, args: argparse.Namespace, level: Level, notes: lis
     finally:
         mw.stop()
     got = imap_values("mw", res, cpu, f"mailward imap c={level.concurrency}", notes, level)
-    got.update(mw_rss=rss, mw_restart_login_p99=restart_login, mw_restart_rss=restart_rss)
+    got.update(mw_rss=rss, mw_pss=pss.peak_mib, mw_restart_login_p99=restart_login,
+               mw_restart_rss=restart_rss)  # fmt: skip
     if res["elapsed_s"] > 240:
         notes.append(
             f"mailward imap c={level.concurrency}: a {res['elapsed_s']:.0f} s run "
@@ -365,11 +368,16 @@ def imap_reference(args: argparse.Namespace, level: Level, notes: list[str]) -> 
     warm_imap(run.REF_IMAP, args.imap_users, "dovecot")
     dovecot = pid_from(DOVECOT_PID)
     cpu0 = imap_compare.tree_cpu_seconds(dovecot)
-    res = imap_compare.run_load(
-        run.REF_IMAP, imap_args(args.imap_users, level.concurrency, level.load, 0), "dovecot"
-    )
+    # PSS of Dovecot's whole tree (master, auth, one imap process per session):
+    # what Mailward's one process is compared with.
+    with run.PeakPss(lambda: [dovecot]) as pss:
+        res = imap_compare.run_load(
+            run.REF_IMAP, imap_args(args.imap_users, level.concurrency, level.load, 0), "dovecot"
+        )
     cpu = imap_compare.tree_cpu_seconds(dovecot) - cpu0
-    return imap_values("ref", res, cpu, f"dovecot imap c={level.concurrency}", notes, level)
+    got = imap_values("ref", res, cpu, f"dovecot imap c={level.concurrency}", notes, level)
+    got["ref_pss"] = pss.peak_mib
+    return got
 
 
 # --- driver ----------------------------------------------------------------
@@ -572,6 +580,8 @@ def report(bench: Bench) -> list[str]:
                 "MW CPU ms/op",
                 "ref CPU ms/op",
                 "MW peak RSS MiB",
+                "MW peak PSS MiB",
+                "ref peak PSS MiB",
             ],
             [
                 [
@@ -589,6 +599,8 @@ def report(bench: Bench) -> list[str]:
                     lv.cell("mw_cpu_ms", 2),
                     lv.cell("ref_cpu_ms", 2),
                     lv.cell("mw_rss", 0),
+                    lv.cell("mw_pss", 0),
+                    lv.cell("ref_pss", 0),
                 ]
                 for lv in imap
             ],
