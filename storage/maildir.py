@@ -16,7 +16,6 @@ All functions here block; the servers call them from worker threads (``storage.w
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import itertools
 import os
 import socket
@@ -153,9 +152,8 @@ def fsync_dir(directory: Path) -> None:
 
 def _load_syncfs() -> ctypes._CFuncPtr | None:
     """Linux's ``syncfs(2)`` (not in ``os``), or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name, use_errno=True).syncfs if name else None
+    try:  # the process's own symbols, the C library's among them
+        return ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
 
