@@ -199,3 +199,28 @@ def test_sync_directories_fsyncs_each_without_syncfs(
     synced, failed = sync_directories(dirs)
     assert synced == set(dirs) and failed == {}
     assert sorted(fsynced) == sorted(str(d) for d in dirs)
+
+
+def test_sync_directories_falls_back_to_fsync_when_syncfs_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ctypes
+    import errno
+
+    dirs = _boxes(tmp_path, 2)
+
+    def failing(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(maildir_module, "_syncfs", failing)
+    real_fsync, fsynced = os.fsync, []
+
+    def counted(fd: int) -> None:
+        fsynced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    synced, failed = sync_directories(dirs)
+    assert synced == set(dirs) and failed == {}
+    assert len(fsynced) == 2
