@@ -186,7 +186,7 @@ def sync_directories(directories: Iterable[Path]) -> tuple[set[Path], dict[Path,
             try:
                 _syncfs_at(group[0])
             except OSError:
-                pass  # one of them went away: fsync each below
+                pass  # gone since, or refused by the file system: fsync each below
             else:
                 synced.update(group)
                 continue
