@@ -42,7 +42,7 @@ from sqlalchemy import bindparam, delete, insert, select
 from storage.committer import GroupCommitter
 from storage.db import Database, StorageUnavailable
 from storage.ledger import Statement, Tx
-from storage.maildir import StagedMessage, fsync_dir, size_in_name, sync_directories
+from storage.maildir import StagedMessage, size_in_name, sync_directories
 from storage.models import UnpublishedCopy
 
 log = logging.getLogger("mailward.publish")
@@ -150,7 +150,7 @@ def recover(db: Database, mail_root: Path, node: str) -> Recovery:
             select(_T.c.name, _T.c.maildir).where(_T.c.node == node)
         ).all()  # fmt: skip
     published = already = absent = incomplete = 0
-    synced: set[Path] = set()
+    renamed: set[Path] = set()
     for name, relative in rows:
         box = mail_root / relative
         tmp, new = box / "tmp" / name, box / "new" / name
@@ -169,10 +169,11 @@ def recover(db: Database, mail_root: Path, node: str) -> Recovery:
             incomplete += 1
             continue
         os.rename(tmp, new)
-        synced.add(new.parent)
+        renamed.add(new.parent)
         published += 1
-    for directory in synced:
-        fsync_dir(directory)
+    _synced, failed = sync_directories(renamed)
+    if failed:  # the servers do not start on a store whose renames cannot be made durable
+        raise next(iter(failed.values()))
     if rows:
         with db.session() as session:
             session.execute(delete(_T).where(_T.c.node == node))

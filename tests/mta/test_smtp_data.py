@@ -113,7 +113,6 @@ async def test_data_reader_matches_aiosmtpd(clients) -> None:
     assert codes == {b"250", b"500", b"552"}, "the bodies must reach both limits"
 
 
-
 async def test_data_limits_refuse_and_session_goes_on(clients) -> None:
     """Ensure a long line gets 500 and too much data 552, the data is read to its end
     either way, and the next message on the session is accepted."""
