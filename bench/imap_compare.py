@@ -66,12 +66,18 @@ def run_load(port: int, args: argparse.Namespace, label: str) -> dict:
                               stderr=subprocess.PIPE, text=True)
              for share in shares]  # fmt: skip
     results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"imap_load gave no result: {out}\n{err}")
-        results.append(json.loads(lines[-1]))
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=900)
+            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+            if not lines:
+                raise RuntimeError(f"imap_load gave no result: {out}\n{err}")
+            results.append(json.loads(lines[-1]))
+    finally:
+        for proc in procs:  # a failed one must not leave the others loading the server
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return results[0] if len(results) == 1 else merge_loads(results)
 
 
